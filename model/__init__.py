@@ -1,0 +1,1 @@
+"""HistoSynth model: mask-conditioned pyramid GAN with segmenters (pure PyTorch)."""

@@ -1,0 +1,271 @@
+"""All hyperparameters: frozen dataclasses plus named presets.
+
+Every checkpoint stores the :class:`ModelConfig` and :class:`TrainConfig` it was made
+with (``to_dict``/``from_dict``), so a checkpoint rebuilds its own networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal
+
+Norm = Literal["batch", "instance", "none"]
+Mode = Literal["generate", "joint", "ssl"]
+AdvLoss = Literal["lsgan", "log", "hinge"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """One residual generator per scale (eq. 1).
+
+    Args:
+        base_width: channels of the finest scale's conv blocks.
+        max_width: cap on the channel count.
+        width_doubling: the width doubles every this many scales, counted from the
+            finest scale (n = 0) towards the coarsest (paper index n).
+        num_blocks: Conv3x3-Norm-LeakyReLU blocks before the output conv.
+        norm: normalisation inside the blocks.
+        noise_channels: channels of the spatial noise map z_n.
+    """
+
+    base_width: int = 32
+    max_width: int = 128
+    width_doubling: int = 4
+    num_blocks: int = 4
+    norm: Norm = "batch"
+    noise_channels: int = 3
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Multi-scale conditional PatchGAN (pix2pixHD): one PatchGAN per view.
+
+    Args:
+        base_width: channels of the first layer.
+        max_width: cap on the channel count.
+        num_layers: stride-2 conv layers of each PatchGAN.
+        num_views: views at 1x, 1/2, 1/4 ... resolution (identical architecture).
+        norm: normalisation after every conv but the first and the last.
+    """
+
+    base_width: int = 64
+    max_width: int = 256
+    num_layers: int = 3
+    num_views: int = 3
+    norm: Norm = "instance"
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Mini FC-DenseNet per scale (eq. 5), about 1M parameters at the defaults (4 pools).
+
+    Args:
+        first_width: channels of the first 3x3 conv.
+        growth_rate: channels each dense layer adds.
+        down_layers: dense layers per block on the down path (one transition down each).
+        bottleneck_layers: dense layers of the bottleneck block.
+        dropout: dropout inside dense layers.
+        noise_channels: channels of the noise map concatenated to the input.
+        noise_std: standard deviation of that noise in training; inference uses zeros.
+    """
+
+    first_width: int = 48
+    growth_rate: int = 12
+    down_layers: tuple[int, ...] = (4, 4, 4, 4)
+    bottleneck_layers: int = 4
+    dropout: float = 0.2
+    noise_channels: int = 1
+    noise_std: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What inference needs to rebuild the networks.
+
+    Args:
+        num_classes: classes of the masks (2 for binary masks).
+        num_scales: N + 1 scales, factor 2 between neighbours.
+    """
+
+    num_classes: int = 2
+    num_scales: int = 5
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+    @property
+    def factor(self) -> int:
+        """Mask sides must be multiples of this (padding makes them so)."""
+        return 2 ** (self.num_scales - 1)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights of eq. 2 and 8 (section 3.4 defaults).
+
+    Args:
+        adversarial: ``lsgan`` (pix2pixHD default), ``log`` (eq. 6) or ``hinge``.
+        rec: alpha, reconstruction (MSE, eq. 3).
+        feat: beta, feature matching (L1 over D features, eq. 4).
+        perc: gamma, VGG19 perceptual loss; off when no weights file is configured.
+        ce: alpha', cross-entropy of S on real labelled pairs.
+        ce_synthetic: cross-entropy weight of synthetic pairs once they reach S.
+        adv_s: weight of S's adversarial term (joint and ssl modes).
+    """
+
+    adversarial: AdvLoss = "lsgan"
+    rec: float = 0.001
+    feat: float = 10.0
+    perc: float = 10.0
+    ce: float = 1.0
+    ce_synthetic: float = 0.03
+    adv_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (Algorithms 1-3).
+
+    Args:
+        mode: ``generate`` (Alg. 1), ``joint`` (Alg. 2) or ``ssl`` (Alg. 3).
+        tile_size: side of the training tiles cut (with overlap) from the dataset images.
+        tile_overlap: overlap between neighbouring tiles, in pixels.
+        crop_size: scales finer than this are trained on random crops of this side,
+            cut consistently across scales.
+        steps_per_scale: optimisation steps at every scale.
+        batch_sizes: per scale from coarse to fine; the last one repeats if short.
+        holdout_steps: steps at each scale before synthetic pairs reach S (paper: 100 epochs).
+        lr_g, lr_s, lr_d: Adam learning rates; betas shared.
+        noise_amp_init: amplitude of the coarsest scale's noise.
+        noise_amp_factor: finer scales: this times the RMSE of the coarser reconstruction.
+        pseudo_positive_fraction: ssl: share of S-labelled unlabelled pairs used as D positives.
+        labeled_fraction: ssl: keep this share of the labelled tiles labelled, the rest unlabelled.
+        transductive: ssl: add evaluation images to the unlabelled pool.
+        checkpoint_every: save a resumable checkpoint every this many steps.
+        sample_every: write a sample grid every this many steps (and at every scale's end).
+        color_jitter: strength of brightness/contrast/saturation/hue jitter on images.
+        perceptual_weights: local VGG19 weights file; None turns the perceptual term off.
+        device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        seed: seeds every random number generator.
+    """
+
+    mode: Mode = "joint"
+    tile_size: int = 1024
+    tile_overlap: int = 128
+    crop_size: int = 256
+    steps_per_scale: int = 2000
+    batch_sizes: tuple[int, ...] = (8, 6, 4, 4, 3)
+    holdout_steps: int = 500
+    lr_g: float = 1e-4
+    lr_s: float = 5e-4
+    lr_d: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    noise_amp_init: float = 1.0
+    noise_amp_factor: float = 0.1
+    pseudo_positive_fraction: float = 0.3
+    labeled_fraction: float = 1.0
+    transductive: bool = False
+    checkpoint_every: int = 200
+    sample_every: int = 500
+    color_jitter: float = 0.05
+    loss: LossConfig = field(default_factory=LossConfig)
+    perceptual_weights: str | None = None
+    device: str = "auto"
+    seed: int = 0
+
+    def batch_size(self, scale_rank: int) -> int:
+        """Batch size of the ``scale_rank``-th scale trained (0 = coarsest)."""
+        return self.batch_sizes[min(scale_rank, len(self.batch_sizes) - 1)]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named pair of model and training configs."""
+
+    model: ModelConfig
+    train: TrainConfig
+
+
+PRESETS: dict[str, Preset] = {
+    # Seconds on a CPU: tests and smoke runs.
+    "tiny": Preset(
+        model=ModelConfig(
+            num_scales=3,
+            generator=GeneratorConfig(base_width=8, max_width=16, num_blocks=2),
+            discriminator=DiscriminatorConfig(base_width=8, max_width=16, num_layers=2, num_views=2),
+            segmenter=SegmenterConfig(first_width=8, growth_rate=4, down_layers=(2, 2), bottleneck_layers=2, dropout=0.0),
+        ),
+        train=TrainConfig(
+            tile_size=64, tile_overlap=16, crop_size=32, steps_per_scale=4, batch_sizes=(2,),
+            holdout_steps=2, checkpoint_every=2, sample_every=4,
+        ),
+    ),
+    # The shipped models: 5 scales, 1024 tiles, 256 crops; sized for a CPU budget.
+    "base": Preset(
+        model=ModelConfig(num_scales=5),
+        train=TrainConfig(steps_per_scale=600, holdout_steps=200, batch_sizes=(8, 6, 4, 4, 3)),
+    ),
+    # Section 3.4 of the paper, for a GPU.
+    "paper": Preset(
+        model=ModelConfig(
+            num_scales=5,
+            generator=GeneratorConfig(base_width=32, max_width=128),
+            discriminator=DiscriminatorConfig(base_width=64, num_layers=3, num_views=3),
+        ),
+        train=TrainConfig(steps_per_scale=20000, holdout_steps=10000, crop_size=512),
+    ),
+}
+
+
+def preset(name: str) -> Preset:
+    """Look a preset up by name, with an error that lists the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from :func:`to_dict` output.
+
+    Unknown keys are an error so that a typo in a JSON config does not pass silently.
+    """
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        ftype = _field_type(cls, name)
+        if is_dataclass(ftype) and isinstance(value, dict):
+            kwargs[name] = from_dict(ftype, value)  # type: ignore[arg-type]
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls).get(name)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that accepts dotted keys for nested configs."""
+    nested: dict[str, dict[str, Any]] = {}
+    flat: dict[str, Any] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[key] = value
+    for head, sub in nested.items():
+        flat[head] = replace(getattr(cfg, head), **sub)
+    return dataclasses.replace(cfg, **flat)

@@ -1,0 +1,1 @@
+"""Network modules: shared blocks, generator, discriminator and segmenter pyramids."""

@@ -1,0 +1,102 @@
+"""Shared building blocks: normalisation, conv blocks, one-hot masks, resampling, padding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import Norm
+
+PadMode = Literal["reflect", "replicate", "constant"]
+
+
+def make_norm(norm: Norm, ch: int) -> nn.Module:
+    """A normalisation layer by name.
+
+    Args:
+        norm: ``batch``, ``instance`` (no affine parameters, as in pix2pixHD) or ``none``.
+        ch: channels to normalise.
+    """
+    if norm == "batch":
+        return nn.BatchNorm2d(ch)
+    if norm == "instance":
+        return nn.InstanceNorm2d(ch, affine=False)
+    if norm == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {norm!r}; choose batch, instance or none")
+
+
+class ConvBlock(nn.Sequential):
+    """Conv3x3 (reflect padding) - Norm - LeakyReLU(0.2); keeps the spatial size.
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        norm: normalisation after the conv.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, norm: Norm) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode="reflect", bias=norm == "none"),
+            make_norm(norm, out_ch),
+            nn.LeakyReLU(0.2),
+        )
+
+
+def one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """Class indices to a float one-hot map.
+
+    Args:
+        labels: (B, H, W) long class indices in 0..num_classes-1.
+        num_classes: K.
+
+    Returns:
+        (B, K, H, W) float.
+    """
+    if labels.dim() != 3:
+        raise ValueError(f"labels must be (B, H, W), got shape {tuple(labels.shape)}")
+    return F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+
+
+def downsample(x: Tensor) -> Tensor:
+    """Halve H and W by 2x2 averaging (the pyramid's factor between scales)."""
+    return F.avg_pool2d(x, 2)
+
+
+def upsample(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """Bilinear resize to ``size`` (H, W); a no-op when the size already matches."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def pad_to_multiple(x: Tensor, m: int, mode: PadMode = "reflect") -> tuple[Tensor, tuple[int, int]]:
+    """Pad bottom and right so that H and W are multiples of ``m``.
+
+    Reflection needs a pad smaller than the side; for sides too small for it (tiny
+    coarse scales) ``reflect`` pads by replication instead.
+
+    Args:
+        x: (B, C, H, W).
+        m: the multiple.
+        mode: padding mode of ``F.pad``.
+
+    Returns:
+        The padded (B, C, H', W') tensor and the original (H, W) for :func:`crop`.
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    ph, pw = (-h) % m, (-w) % m
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    if mode == "reflect" and (ph >= h or pw >= w):
+        mode = "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+
+
+def crop(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Undo :func:`pad_to_multiple`: keep the top-left (H, W)."""
+    return x[..., : size[0], : size[1]]

@@ -1,0 +1,145 @@
+"""Residual pyramid generator (eq. 1): x_n = x_{n+1}^up + Phi_n(y_n, z_n + x_{n+1}^up)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from model.config import GeneratorConfig, ModelConfig
+from model.nets.blocks import ConvBlock, upsample
+
+
+class ScaleGenerator(nn.Module):
+    """G_n of one scale: Phi = ``num_blocks`` ConvBlocks then a Conv3x3 to RGB.
+
+    The coarsest scale maps ``cat(y, z)`` to ``tanh(Phi(...))``; finer scales add a tanh
+    residual to the upsampled coarser image, with noise of 3 channels added to it.
+
+    Args:
+        num_classes: K, channels of the one-hot mask.
+        width: channels of the conv blocks.
+        cfg: generator hyperparameters.
+        coarsest: whether this is G_N (no coarser image).
+    """
+
+    def __init__(self, num_classes: int, width: int, cfg: GeneratorConfig, coarsest: bool) -> None:
+        super().__init__()
+        if cfg.num_blocks < 1:
+            raise ValueError(f"generator num_blocks must be >= 1, got {cfg.num_blocks}")
+        self.coarsest = coarsest
+        self.noise_channels = cfg.noise_channels if coarsest else 3
+        in_ch = num_classes + self.noise_channels
+        blocks = [
+            ConvBlock(in_ch if i == 0 else width, width, cfg.norm) for i in range(cfg.num_blocks)
+        ]
+        self.phi = nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
+
+    def forward(self, y: Tensor, z: Tensor, prev_up: Tensor | None) -> Tensor:
+        """Generate this scale's image.
+
+        Args:
+            y: (B, K, H, W) one-hot (or soft) mask.
+            z: (B, Cz, H, W) noise, already scaled.
+            prev_up: (B, 3, H, W) coarser image upsampled to (H, W); None at the coarsest.
+
+        Returns:
+            (B, 3, H, W) image.
+        """
+        if self.coarsest != (prev_up is None):
+            raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
+        if prev_up is None:
+            return torch.tanh(self.phi(torch.cat([y, z], dim=1)))
+        return prev_up + torch.tanh(self.phi(torch.cat([y, z + prev_up], dim=1)))
+
+
+class PyramidGenerator(nn.Module):
+    """G_0..G_N, indexed by n (0 finest); ``noise_amp`` scales each z_n.
+
+    Noise maps passed to :meth:`forward_scale` and :meth:`forward` are unit-scale (e.g.
+    standard normal, or zeros); they are multiplied by ``noise_amp[n]`` inside.
+
+    Args:
+        cfg: model config (classes, scales, generator hyperparameters).
+    """
+
+    noise_amp: Tensor
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_scales = cfg.num_scales
+        last = cfg.num_scales - 1
+        self.scales = nn.ModuleList(
+            ScaleGenerator(cfg.num_classes, self.width(n), cfg.generator, coarsest=n == last)
+            for n in range(cfg.num_scales)
+        )
+        self.register_buffer("noise_amp", torch.ones(cfg.num_scales))
+
+    def width(self, n: int) -> int:
+        """Channels of scale n: doubles every ``width_doubling`` scales, capped."""
+        g = self.cfg.generator
+        return min(g.base_width * 2 ** (n // g.width_doubling), g.max_width)
+
+    def noise_channels(self, n: int) -> int:
+        """Channels of z_n."""
+        return self.scales[n].noise_channels
+
+    def noise_like(self, n: int, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Unit standard-normal z_n matching the mask y_n (B, K, H, W) -> (B, Cz, H, W)."""
+        b, _, h, w = y.shape
+        shape = (b, self.noise_channels(n), h, w)
+        return torch.randn(shape, generator=generator, device=y.device, dtype=y.dtype)
+
+    def forward_scale(self, n: int, y: Tensor, z: Tensor | None, prev: Tensor | None) -> Tensor:
+        """x_n from y_n, z_n and the coarser output.
+
+        Args:
+            n: scale index.
+            y: (B, K, H, W) mask of scale n.
+            z: (B, Cz, H, W) unit-scale noise; None means zeros.
+            prev: (B, 3, h, w) x_{n+1} at its own size (upsampled here); None at n = N.
+
+        Returns:
+            (B, 3, H, W) image x_n.
+        """
+        if z is None:
+            z = torch.zeros(
+                y.shape[0], self.noise_channels(n), *y.shape[-2:], device=y.device, dtype=y.dtype
+            )
+        prev_up = None if prev is None else upsample(prev, y.shape[-2:])  # (B, 3, H, W)
+        return self.scales[n](y, self.noise_amp[n] * z, prev_up)
+
+    def forward(
+        self, ys: Sequence[Tensor | None], zs: Sequence[Tensor | None], stop_at: int = 0
+    ) -> list[Tensor | None]:
+        """Run from the coarsest scale N down to ``stop_at``.
+
+        Args:
+            ys: masks indexed by n, (B, K, H_n, W_n); entries below ``stop_at`` may be None.
+            zs: unit-scale noise indexed by n; None entries mean zeros.
+            stop_at: finest scale to compute.
+
+        Returns:
+            Images indexed by n, (B, 3, H_n, W_n); None for n < stop_at.
+        """
+        _check_pyramid_args(len(ys), len(zs), self.num_scales, stop_at)
+        out: list[Tensor | None] = [None] * self.num_scales
+        prev: Tensor | None = None
+        for n in range(self.num_scales - 1, stop_at - 1, -1):
+            y = ys[n]
+            if y is None:
+                raise ValueError(f"mask of scale {n} is missing")
+            prev = self.forward_scale(n, y, zs[n], prev)
+            out[n] = prev
+        return out
+
+
+def _check_pyramid_args(num_ys: int, num_zs: int, num_scales: int, stop_at: int) -> None:
+    if num_ys != num_scales or num_zs != num_scales:
+        raise ValueError(
+            f"expected {num_scales} masks and noise maps (one per scale), got {num_ys} and {num_zs}"
+        )
+    if not 0 <= stop_at < num_scales:
+        raise ValueError(f"stop_at must be in 0..{num_scales - 1}, got {stop_at}")

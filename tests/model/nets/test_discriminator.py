@@ -1,0 +1,87 @@
+"""Multi-view conditional PatchGAN discriminator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import DiscriminatorConfig, ModelConfig, Norm
+from model.nets.discriminator import (
+    MultiScaleDiscriminator,
+    PatchDiscriminator,
+    PyramidDiscriminator,
+)
+
+
+def _cfg(layers: int = 2, views: int = 3, norm: Norm = "instance") -> DiscriminatorConfig:
+    return DiscriminatorConfig(
+        base_width=4,
+        max_width=8,
+        num_layers=layers,
+        num_views=views,
+        norm=norm,
+    )
+
+
+@pytest.mark.parametrize(
+    ("layers", "h", "w", "expected"),
+    # k4 p2: stride 2 maps s -> s // 2 + 1, the two stride-1 layers map s -> s + 1
+    [(1, 16, 16, (11, 11)), (2, 16, 8, (7, 5)), (3, 32, 32, (7, 7)), (3, 4, 4, (4, 4))],
+)
+def test_patch_logits_and_features(layers: int, h: int, w: int, expected: tuple[int, int]) -> None:
+    d = PatchDiscriminator(5, _cfg(layers))
+    logits, feats = d(torch.randn(2, 5, h, w))
+    assert logits.shape == (2, 1, *expected)
+    assert len(feats) == layers + 1
+    assert [f.shape[1] for f in feats] == [min(4 * 2**i, 8) for i in range(layers + 1)]
+
+
+@pytest.mark.parametrize(
+    ("k", "views", "layers", "h", "w", "norm"),
+    [
+        (2, 3, 2, 16, 16, "instance"),
+        (4, 3, 3, 16, 16, "instance"),
+        (3, 2, 2, 24, 40, "batch"),
+        (2, 1, 3, 9, 7, "none"),
+        (4, 3, 3, 64, 48, "instance"),
+    ],
+)
+def test_multiscale_views(k: int, views: int, layers: int, h: int, w: int, norm: Norm) -> None:
+    d = MultiScaleDiscriminator(k, _cfg(layers, views, norm))
+    out = d(torch.randn(2, 3, h, w), torch.rand(2, k, h, w))
+    assert len(out) == views
+    for logits, feats in out:
+        assert logits.shape[:2] == (2, 1) and min(logits.shape[-2:]) >= 1
+        assert len(feats) == layers + 1
+    # coarser views see smaller inputs
+    firsts = [feats[0].shape[-1] for _, feats in out]
+    assert firsts == sorted(firsts, reverse=True)
+
+
+def test_views_share_architecture_not_weights() -> None:
+    d = MultiScaleDiscriminator(2, _cfg())
+    shapes = [[p.shape for p in v.parameters()] for v in d.views]
+    assert shapes[0] == shapes[1] == shapes[2]
+    assert not torch.equal(d.views[0].head.weight, d.views[1].head.weight)
+
+
+def test_too_small_input_is_a_clear_error() -> None:
+    d = MultiScaleDiscriminator(2, _cfg(views=3))
+    with pytest.raises(ValueError, match="too small"):
+        d(torch.randn(1, 3, 4, 4), torch.rand(1, 2, 4, 4))
+
+
+def test_gradients_reach_the_image() -> None:
+    d = MultiScaleDiscriminator(2, _cfg())
+    image = torch.randn(1, 3, 16, 16, requires_grad=True)
+    out = d(image, torch.rand(1, 2, 16, 16))
+    sum(logits.mean() for logits, _ in out).backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in d.parameters())
+
+
+def test_pyramid_discriminator_indexed_by_scale() -> None:
+    d = PyramidDiscriminator(ModelConfig(num_classes=3, num_scales=3, discriminator=_cfg()))
+    assert len(d) == 3 and isinstance(d[2], MultiScaleDiscriminator)
+    out = d(1, torch.randn(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    assert len(out) == 3

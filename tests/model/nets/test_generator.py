@@ -1,0 +1,132 @@
+"""Residual pyramid generator (eq. 1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import GeneratorConfig, ModelConfig, Norm
+from model.nets.blocks import one_hot
+from model.nets.generator import PyramidGenerator, ScaleGenerator
+
+TINY = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2)
+
+
+def _pyramid(k: int, scales: int, norm: Norm = "batch") -> PyramidGenerator:
+    gen = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2, norm=norm)
+    return PyramidGenerator(ModelConfig(num_classes=k, num_scales=scales, generator=gen))
+
+
+def _inputs(g: PyramidGenerator, k: int, h: int, w: int) -> tuple[list, list]:
+    labels = torch.randint(0, k, (2, h, w))
+    y = one_hot(labels, k)
+    ys, zs = [], []
+    for n in range(g.num_scales):
+        ys.append(y)
+        zs.append(g.noise_like(n, y))
+        y = torch.nn.functional.avg_pool2d(y, 2)
+    return ys, zs
+
+
+@pytest.mark.parametrize(
+    ("k", "scales", "h", "w"),
+    [(2, 3, 16, 16), (4, 3, 16, 24), (3, 2, 10, 6), (2, 1, 7, 5), (4, 4, 24, 40)],
+)
+def test_pyramid_shapes(k: int, scales: int, h: int, w: int) -> None:
+    g = _pyramid(k, scales)
+    ys, zs = _inputs(g, k, h, w)
+    out = g(ys, zs)
+    assert len(out) == scales
+    for n, x in enumerate(out):
+        assert x is not None and x.shape == (2, 3, *ys[n].shape[-2:])
+
+
+def test_stop_at_leaves_finer_scales_empty() -> None:
+    g = _pyramid(2, 3)
+    ys, zs = _inputs(g, 2, 16, 16)
+    out = g(ys, zs, stop_at=1)
+    assert out[0] is None and out[1] is not None and out[2] is not None
+
+
+@pytest.mark.parametrize(
+    ("base", "maximum", "doubling", "expected"),
+    [
+        (32, 128, 4, [32, 32, 32, 32, 64]),
+        (8, 16, 1, [8, 16, 16, 16, 16]),
+        (4, 64, 2, [4, 4, 8, 8, 16]),
+    ],
+)
+def test_width_per_scale(base: int, maximum: int, doubling: int, expected: list[int]) -> None:
+    gen = GeneratorConfig(base_width=base, max_width=maximum, width_doubling=doubling)
+    g = PyramidGenerator(ModelConfig(num_scales=5, generator=gen))
+    assert [g.width(n) for n in range(5)] == expected
+    assert [g.scales[n].phi[0][0].out_channels for n in range(5)] == expected
+
+
+def test_noise_amp_is_a_buffer_in_the_state_dict() -> None:
+    g = _pyramid(2, 3)
+    assert torch.equal(g.noise_amp, torch.ones(3))
+    assert "noise_amp" in g.state_dict()
+    assert "noise_amp" not in dict(g.named_parameters())
+
+
+def test_noise_channels() -> None:
+    gen = GeneratorConfig(base_width=4, max_width=8, num_blocks=1, noise_channels=5)
+    g = PyramidGenerator(ModelConfig(num_scales=3, generator=gen))
+    assert [g.noise_channels(n) for n in range(3)] == [3, 3, 5]
+
+
+def test_coarsest_output_is_tanh_bounded() -> None:
+    gen = ScaleGenerator(2, 4, TINY, coarsest=True)
+    x = gen(one_hot(torch.randint(0, 2, (1, 8, 8)), 2), 10 * torch.randn(1, 3, 8, 8), None)
+    assert x.abs().max() <= 1.0
+
+
+def test_finer_scale_uses_the_coarser_image() -> None:
+    g = _pyramid(2, 2, norm="instance").eval()
+    ys, zs = _inputs(g, 2, 16, 16)
+    prev = torch.rand(2, 3, 8, 8)
+    a = g.forward_scale(0, ys[0], zs[0], prev)
+    b = g.forward_scale(0, ys[0], zs[0], prev + 0.5)
+    assert not torch.allclose(a, b)
+    # residual: x_n - x_{n+1}^up is a tanh output
+    up = torch.nn.functional.interpolate(prev, size=(16, 16), mode="bilinear", align_corners=False)
+    assert (a - up).abs().max() <= 1.0
+
+
+def test_noise_amp_scales_the_noise() -> None:
+    g = _pyramid(2, 1, norm="none").eval()
+    ys, zs = _inputs(g, 2, 8, 8)
+    g.noise_amp.zero_()
+    assert torch.allclose(g(ys, zs)[0], g(ys, [None])[0])
+    g.noise_amp.fill_(1.0)
+    assert not torch.allclose(g(ys, zs)[0], g(ys, [None])[0])
+
+
+def test_gradients_reach_every_scale() -> None:
+    g = _pyramid(3, 3)
+    ys, zs = _inputs(g, 3, 16, 16)
+    out = g(ys, zs)
+    out[0].square().mean().backward()
+    for n in range(3):
+        grads = [p.grad for p in g.scales[n].parameters()]
+        assert all(gr is not None for gr in grads)
+        assert any(gr.abs().sum() > 0 for gr in grads)
+
+
+@pytest.mark.parametrize(
+    ("num_ys", "stop_at", "match"),
+    [(2, 0, "one per scale"), (3, 3, "stop_at"), (3, -1, "stop_at")],
+)
+def test_bad_arguments(num_ys: int, stop_at: int, match: str) -> None:
+    g = _pyramid(2, 3)
+    ys, zs = _inputs(g, 2, 16, 16)
+    with pytest.raises(ValueError, match=match):
+        g(ys[:num_ys], zs[:num_ys], stop_at=stop_at)
+
+
+def test_coarsest_rejects_a_coarser_image() -> None:
+    gen = ScaleGenerator(2, 4, TINY, coarsest=True)
+    y = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="coarsest"):
+        gen(y, torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))

@@ -1,0 +1,111 @@
+"""Mini FC-DenseNet and the residual pyramid segmenter."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.config import ModelConfig, SegmenterConfig
+from model.nets.segmenter import MiniFCDenseNet, PyramidSegmenter, ScaleSegmenter
+
+TINY = SegmenterConfig(
+    first_width=4, growth_rate=2, down_layers=(1, 1), bottleneck_layers=1, dropout=0.0
+)
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_default_segmenter_has_about_a_million_parameters(k: int) -> None:
+    n = _params(MiniFCDenseNet(3 + k + 1, k, SegmenterConfig()))
+    assert 800_000 <= n <= 1_300_000
+
+
+@pytest.mark.parametrize(
+    ("k", "h", "w", "cfg"),
+    [
+        (2, 16, 16, TINY),
+        (4, 40, 56, TINY),
+        (3, 7, 5, TINY),
+        (2, 1, 1, TINY),
+        (
+            4,
+            33,
+            17,
+            SegmenterConfig(
+                first_width=4, growth_rate=2, down_layers=(1, 2, 1), bottleneck_layers=2
+            ),
+        ),
+    ],
+)
+def test_any_size_works(k: int, h: int, w: int, cfg: SegmenterConfig) -> None:
+    net = MiniFCDenseNet(3 + k + 1, k, cfg)
+    assert net(torch.randn(2, 3 + k + 1, h, w)).shape == (2, k, h, w)
+
+
+def test_default_segmenter_odd_size() -> None:
+    net = MiniFCDenseNet(8, 4, SegmenterConfig()).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 8, 40, 56)).shape == (1, 4, 40, 56)
+
+
+@pytest.mark.parametrize(("k", "scales", "h", "w"), [(2, 3, 16, 16), (4, 2, 40, 56), (3, 3, 24, 8)])
+def test_pyramid_shapes(k: int, scales: int, h: int, w: int) -> None:
+    s = PyramidSegmenter(ModelConfig(num_classes=k, num_scales=scales, segmenter=TINY))
+    xs = [torch.randn(2, 3, h // 2**n, w // 2**n) for n in range(scales)]
+    out = s(xs)
+    for n, logits in enumerate(out):
+        assert logits is not None and logits.shape == (2, k, *xs[n].shape[-2:])
+    assert s(xs, stop_at=1)[0] is None
+
+
+def test_finer_scale_uses_the_coarser_logits() -> None:
+    seg = ScaleSegmenter(3, TINY, coarsest=False).eval()
+    image, z = torch.randn(1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    prev = torch.randn(1, 3, 8, 8)
+    a = seg(image, prev, z)
+    b = seg(image, prev + torch.randn(1, 3, 8, 8), z)
+    assert not torch.allclose(a, b)
+
+
+def test_pyramid_upsamples_coarser_logits() -> None:
+    s = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=2, segmenter=TINY)).eval()
+    image = torch.randn(1, 3, 16, 16)
+    prev = torch.randn(1, 2, 8, 8)
+    assert s.forward_scale(0, image, prev).shape == (1, 2, 16, 16)
+
+
+def test_noise_changes_the_output_and_defaults_to_zeros() -> None:
+    s = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=1, segmenter=TINY)).eval()
+    image = torch.randn(1, 3, 8, 8)
+    z = s.noise_like(image)
+    assert z.shape == (1, 1, 8, 8)
+    assert torch.allclose(s([image])[0], s([image], [torch.zeros_like(z)])[0])
+    assert not torch.allclose(s([image])[0], s([image], [z * 100])[0])
+
+
+def test_gradients_flow_through_the_pyramid() -> None:
+    s = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=2, segmenter=TINY))
+    image = torch.randn(2, 3, 16, 16, requires_grad=True)
+    out = s([image, torch.nn.functional.avg_pool2d(image, 2)])
+    out[0].square().mean().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    for scale in s.scales:
+        assert all(p.grad is not None for p in scale.parameters())
+
+
+@pytest.mark.parametrize("coarsest", [True, False])
+def test_coarsest_flag_is_enforced(coarsest: bool) -> None:
+    seg = ScaleSegmenter(2, TINY, coarsest=coarsest)
+    image, z = torch.randn(1, 3, 8, 8), torch.zeros(1, 1, 8, 8)
+    prev = None if not coarsest else torch.zeros(1, 2, 8, 8)
+    with pytest.raises(ValueError, match="coarsest"):
+        seg(image, prev, z)
+
+
+def test_wrong_number_of_scales() -> None:
+    s = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=2, segmenter=TINY))
+    with pytest.raises(ValueError, match="one per scale"):
+        s([torch.randn(1, 3, 8, 8)])
