@@ -1,0 +1,132 @@
+"""Serving files and resumable training states.
+
+A *serving file* (``model.pt``) holds only what inference needs: the model config, the
+class table, metadata (training summary, provenance) and the generator and segmenter
+weights, optionally in half precision. It rebuilds its own networks from the config it
+stores. A *training state* (``state.pt``) adds discriminators, optimisers and RNG states
+so that ``--resume`` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.classes import ClassTable
+from model.config import ModelConfig, from_dict, to_dict
+from model.nets.generator import PyramidGenerator
+from model.nets.segmenter import PyramidSegmenter
+
+FORMAT = "histosynth-model/1"
+
+
+@dataclass
+class LoadedModel:
+    """Networks and descriptions rebuilt from a serving file."""
+
+    config: ModelConfig
+    classes: ClassTable
+    metadata: dict[str, Any]
+    generator: PyramidGenerator
+    segmenter: PyramidSegmenter
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _state(module: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in module.state_dict().items():
+        v = v.detach().cpu()
+        out[k] = v.half() if half and v.is_floating_point() else v.clone()
+    return out
+
+
+def save_model(
+    path: Path,
+    generator: PyramidGenerator,
+    segmenter: PyramidSegmenter,
+    config: ModelConfig,
+    classes: ClassTable,
+    metadata: dict[str, Any],
+    *,
+    half: bool = False,
+) -> Path:
+    """Write a serving file (atomically) and return its path.
+
+    Args:
+        half: store floating-point weights as float16 (they are loaded back as float32).
+    """
+    payload = {
+        "format": FORMAT,
+        "model_config": to_dict(config),
+        "classes": classes.to_dict(),
+        "metadata": json.loads(json.dumps(metadata, default=str)),  # plain types only
+        "generator": _state(generator, half),
+        "segmenter": _state(segmenter, half),
+    }
+    atomic_save(payload, Path(path))
+    return Path(path)
+
+
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """The raw dict of a serving file, with clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ValueError(f"{path} is not a readable HistoSynth model file: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a HistoSynth model file (expected format {FORMAT})")
+    return payload
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild generator and segmenter from a serving file, in eval mode, float32."""
+    payload = read_payload(path)
+    config = from_dict(ModelConfig, payload["model_config"])
+    generator = PyramidGenerator(config)
+    segmenter = PyramidSegmenter(config)
+    generator.load_state_dict(_float(payload["generator"]))
+    segmenter.load_state_dict(_float(payload["segmenter"]))
+    generator.to(device).eval()
+    segmenter.to(device).eval()
+    return LoadedModel(
+        config=config,
+        classes=ClassTable.from_dict(payload["classes"]),
+        metadata=dict(payload.get("metadata", {})),
+        generator=generator,
+        segmenter=segmenter,
+    )
+
+
+def _float(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
