@@ -87,13 +87,17 @@ class BatchMaker:
         return logits[n + 1].float()
 
     # ---- public -----------------------------------------------------------------------
-    def make(self, n: int) -> ScaleBatch:
-        """A batch for scale n: sample tiles, build pyramids, run coarser scales, crop."""
+    def make(self, n: int, use_synthetic: bool = False) -> ScaleBatch:
+        """A batch for scale n: sample tiles, build pyramids, run coarser scales, crop.
+
+        ``use_synthetic``: also run the coarser segmenters on the generated images (S sees
+        synthetic pairs once the hold-out is over).
+        """
         t, cfg = self.t, self.t.cfg
         joint = cfg.mode != "generate"
         bs = cfg.batch_size(t.rank)
         x, labels = t.sampler.sample(bs)  # (B, 3, T, T), (B, T, T)
-        x, labels = x.to(t.device), labels.to(t.device)
+        x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
         xs = image_pyramid(x, t.num_scales)
         ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
         fake = self._coarse_images(n, ys, noisy=True)
@@ -103,7 +107,7 @@ class BatchMaker:
         s_prev = syn_prev = None
         if joint and fake is not None:
             s_prev = _up(self._coarse_logits(n, xs), xs[n])
-            if t.step >= cfg.holdout_steps:
+            if use_synthetic:
                 syn_prev = _up(self._coarse_logits(n, fake), xs[n])
         w = self._window(*xs[n].shape[-2:])
         crop_x = _crop(xs[n], w)
@@ -126,7 +130,7 @@ class BatchMaker:
     def _add_unlabeled(self, batch: ScaleBatch, n: int, bs: int) -> None:
         assert self.t.unlabeled_sampler is not None
         u, _ = self.t.unlabeled_sampler.sample(bs)
-        us = image_pyramid(u.to(self.t.device), self.t.num_scales)
+        us = image_pyramid(u.to(self.t.device, memory_format=torch.channels_last), self.t.num_scales)
         prev = self._coarse_logits(n, us)
         u_prev = _up(prev, us[n]) if prev is not None else None
         w = self._window(*us[n].shape[-2:])

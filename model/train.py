@@ -132,9 +132,11 @@ class Trainer:
         self.dataset, self.extra_metadata = dataset, metadata
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.generator = PyramidGenerator(model_cfg).to(self.device)
-        self.segmenter = PyramidSegmenter(model_cfg).to(self.device)
-        self.discriminator = PyramidDiscriminator(model_cfg).to(self.device)
+        # channels-last: oneDNN and cuDNN run these convolutions markedly faster
+        cl = torch.channels_last
+        self.generator = PyramidGenerator(model_cfg).to(self.device, memory_format=cl)
+        self.segmenter = PyramidSegmenter(model_cfg).to(self.device, memory_format=cl)
+        self.discriminator = PyramidDiscriminator(model_cfg).to(self.device, memory_format=cl)
         self.perceptual = load_perceptual(cfg.perceptual_weights)
         if self.perceptual is not None:
             self.perceptual.to(self.device)
@@ -241,8 +243,8 @@ class Trainer:
 
     def _one_step(self, n: int) -> dict[str, float]:
         assert self.nets is not None
-        batch = self.batches.make(n)
         use_synthetic = self.cfg.mode != "generate" and self.step >= self.cfg.holdout_steps
+        batch = self.batches.make(n, use_synthetic)
         logs = self.step_fn.run(self.nets, batch, use_synthetic)
         self.step += 1
         return logs
