@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytest_plugins = ["tests.services"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -1,0 +1,153 @@
+"""The one settings class of HistoSynth (service and workers).
+
+Every environment variable the product reads is a field here (and a line in
+``.env.example``). Values come from the environment, then a ``.env`` file in the working
+directory, then the defaults below. External services keep their conventional names
+(``REDIS_URL``, ``S3_*``); everything else is ``HISTOSYNTH_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+# Fields whose environment variable does not carry the HISTOSYNTH_ prefix.
+_PLAIN_ENV = {
+    "redis_url": "REDIS_URL",
+    "s3_endpoint_url": "S3_ENDPOINT_URL",
+    "s3_access_key_id": "S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "S3_SECRET_ACCESS_KEY",
+    "s3_region": "S3_REGION",
+}
+
+
+def _env(field: str) -> Any:
+    """Accept ``REDIS_URL`` as well as ``HISTOSYNTH_REDIS_URL`` (and so on)."""
+    return AliasChoices(_PLAIN_ENV[field], f"HISTOSYNTH_{field.upper()}")
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment (see ``.env.example`` for every variable).
+
+    Args:
+        redis_url: Redis for the job queues; None = ``histosynth serve`` starts an embedded one.
+        s3_endpoint_url: S3 API endpoint (MinIO, moto); None = AWS.
+        s3_access_key_id: S3 access key; None = boto3's usual credential chain.
+        s3_secret_access_key: S3 secret key.
+        s3_region: S3 region name.
+        allowed_buckets: the only buckets jobs may read from or write to (comma separated).
+        data_root: local job inputs and outputs must stay under this folder.
+        model_store: where published models live: a path (relative: under ``data_root``),
+            ``file://`` URI or ``s3://bucket/prefix``.
+        bundled_models: folder of demo models shipped with the code (``<name>.pt``).
+        default_model: model used when a request names none.
+        api_key: when set, every route but the probes (/health, /ready) needs ``X-API-Key``.
+        max_upload_bytes: largest accepted upload.
+        max_pixels: largest accepted image or mask (height x width), a decompression-bomb guard.
+        min_mask_side: smallest accepted mask side in pixels.
+        max_variants: most variants per generate request.
+        generate_concurrency: generate/segment calls that run at once; the rest wait.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        host: address ``histosynth serve`` listens on.
+        port: port ``histosynth serve`` listens on.
+        worker_class: ``spawn`` (a fresh process per job) or ``simple`` (in the worker process).
+        train_job_timeout: seconds a training job may run before RQ kills it.
+        augment_job_timeout: seconds an augmentation job may run.
+        job_retries: automatic retries after a failure or a dead worker.
+        result_ttl: seconds finished jobs (and their results) are kept.
+        failure_ttl: seconds failed jobs are kept.
+        job_lease_seconds: a running job's lease; a job whose lease lapses (its worker died)
+            is retried. Workers renew it every third of this.
+        log_level: logging level of the service and workers.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HISTOSYNTH_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias=_env("redis_url"))
+    s3_endpoint_url: str | None = Field(default=None, validation_alias=_env("s3_endpoint_url"))
+    s3_access_key_id: str | None = Field(default=None, validation_alias=_env("s3_access_key_id"))
+    s3_secret_access_key: str | None = Field(
+        default=None, validation_alias=_env("s3_secret_access_key"), repr=False
+    )
+    s3_region: str = Field(default="us-east-1", validation_alias=_env("s3_region"))
+    allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    data_root: Path = Path("./data")
+    model_store: str = "./models"
+    bundled_models: Path = REPO_MODELS
+    default_model: str = "prostate-gleason"
+    api_key: str | None = Field(default=None, repr=False)
+    max_upload_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=4096 * 4096, gt=0)
+    min_mask_side: int = Field(default=32, gt=0)
+    max_variants: int = Field(default=16, gt=0)
+    generate_concurrency: int = Field(default=2, gt=0)
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    worker_class: Literal["spawn", "simple"] = "spawn"
+    train_job_timeout: int = Field(default=48 * 3600, gt=0)
+    augment_job_timeout: int = Field(default=12 * 3600, gt=0)
+    job_retries: int = Field(default=2, ge=0)
+    result_ttl: int = Field(default=7 * 24 * 3600, gt=0)
+    failure_ttl: int = Field(default=30 * 24 * 3600, gt=0)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("allowed_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: Any) -> Any:
+        """``"a,b"`` or a JSON list ``'["a", "b"]'`` or a list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [b.strip() for b in text.split(",") if b.strip()]
+        return value
+
+    @field_validator(
+        "redis_url", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "api_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        """``S3_ENDPOINT_URL=`` in a .env file means "not set"."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu") and not value.startswith("cuda"):
+            raise ValueError(f"unknown device {value!r}; use auto, cpu or cuda")
+        return value
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local cache for downloaded models and datasets."""
+        return self.data_root / ".cache"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables (for worker subprocesses)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            key = _PLAIN_ENV.get(name, f"HISTOSYNTH_{name.upper()}")
+            env[key] = ",".join(value) if isinstance(value, list) else str(value)
+        return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (``get_settings.cache_clear()`` to reread)."""
+    return Settings()
