@@ -45,11 +45,13 @@ class BatchMaker:
     def _randn(self, *shape: int) -> Tensor:
         return torch.randn(*shape, generator=self.t.gen).to(self.t.device)
 
-    def _window(self, h: int, w: int) -> Window:
+    def _window(self, h: int, w: int, centred: bool = False) -> Window:
         c = self.t.cfg.crop_size
         if h <= c and w <= c:
             return 0, 0, h, w
         ch, cw = min(c, h), min(c, w)
+        if centred:
+            return (h - ch) // 2, (w - cw) // 2, ch, cw
         top = int(torch.randint(0, h - ch + 1, (1,), generator=self.t.gen))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
@@ -67,6 +69,19 @@ class BatchMaker:
             else:
                 zs.append(amp * self._randn(b, cz, h, w))  # unit scale: G applies noise_amp
         return zs
+
+    def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
+        """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
+        from full-resolution tiles; True when cut, so the crop is then its centre."""
+        cfg, f = self.t.cfg, self.t.model_cfg.factor
+        first = next(x for x in tensors if x is not None)
+        h, w = first.shape[-2:]
+        side = -(-(cfg.crop_size * 2**n + 2 * cfg.crop_context) // f) * f
+        if side >= h or side >= w:
+            return list(tensors), False
+        top = f * int(torch.randint(0, (h - side) // f + 1, (1,), generator=self.t.gen))
+        left = f * int(torch.randint(0, (w - side) // f + 1, (1,), generator=self.t.gen))
+        return [None if x is None else x[..., top:top + side, left:left + side] for x in tensors], True
 
     # ---- coarser scales (frozen) ----------------------------------------------------
     @torch.no_grad()
@@ -97,6 +112,7 @@ class BatchMaker:
         joint = cfg.mode != "generate"
         bs = cfg.batch_size(t.rank)
         x, labels = t.sampler.sample(bs)  # (B, 3, T, T), (B, T, T)
+        (x, labels), centred = self._region(n, x, labels)  # (B, 3, R, R), (B, R, R)
         x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
         xs = image_pyramid(x, t.num_scales)
         ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
@@ -109,7 +125,7 @@ class BatchMaker:
             s_prev = _up(self._coarse_logits(n, xs), xs[n])
             if use_synthetic:
                 syn_prev = _up(self._coarse_logits(n, fake), xs[n])
-        w = self._window(*xs[n].shape[-2:])
+        w = self._window(*xs[n].shape[-2:], centred)
         crop_x = _crop(xs[n], w)
         batch = ScaleBatch(
             x=crop_x, y=_crop(ys[n], w), labels=_crop(labs[n], w),
@@ -130,10 +146,11 @@ class BatchMaker:
     def _add_unlabeled(self, batch: ScaleBatch, n: int, bs: int) -> None:
         assert self.t.unlabeled_sampler is not None
         u, _ = self.t.unlabeled_sampler.sample(bs)
+        (u,), centred = self._region(n, u)
         us = image_pyramid(u.to(self.t.device, memory_format=torch.channels_last), self.t.num_scales)
         prev = self._coarse_logits(n, us)
         u_prev = _up(prev, us[n]) if prev is not None else None
-        w = self._window(*us[n].shape[-2:])
+        w = self._window(*us[n].shape[-2:], centred)
         batch.u, batch.u_prev = _crop(us[n], w), _crop(u_prev, w)
         batch.z_u = self._seg_noise(batch.u)
         share = self.t.cfg.pseudo_positive_fraction
