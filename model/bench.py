@@ -26,12 +26,16 @@ def conv_flops(model: nn.Module, run: Any) -> int:
     """Multiply-add FLOPs (x2) of every Conv2d during ``run()``, counted with hooks."""
     total = 0
 
-    def hook(mod: nn.Conv2d, _inp: Any, out: torch.Tensor) -> None:
+    def hook(mod: nn.Conv2d | nn.ConvTranspose2d, inp: Any, out: torch.Tensor) -> None:
         nonlocal total
         k = mod.kernel_size[0] * mod.kernel_size[1]
-        total += 2 * out.numel() * (mod.in_channels // mod.groups) * k
+        if isinstance(mod, nn.ConvTranspose2d):  # every input pixel scatters to out_channels x k
+            total += 2 * inp[0].numel() * (mod.out_channels // mod.groups) * k
+        else:
+            total += 2 * out.numel() * (mod.in_channels // mod.groups) * k
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    convs = (nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs)]
     try:
         run()
     finally:
@@ -98,28 +102,41 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
+def bench_classes(num_classes: int) -> Any:
+    """A class table ``c0``, ``c1``, ... for random-weight models."""
+    from model.classes import ClassInfo, ClassTable
+
+    colors = ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
+    return ClassTable("bench", tuple(ClassInfo(f"c{i}", (i,), colors[i % 8]) for i in range(num_classes)))
+
+
 def random_model(preset_name: str, num_classes: int, folder: Path) -> Path:
     """A serving file with freshly initialised weights (speed does not depend on training)."""
     from model.checkpoint import save_model
-    from model.classes import ClassInfo, ClassTable
     from model.config import preset, replace
     from model.nets.generator import PyramidGenerator
     from model.nets.segmenter import PyramidSegmenter
 
     cfg = replace(preset(preset_name).model, num_classes=num_classes)
-    colors = ["#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0", "#f032e6"]
-    classes = ClassTable("bench", tuple(ClassInfo(f"c{i}", (i,), colors[i % 8]) for i in range(num_classes)))
+    classes = bench_classes(num_classes)
     torch.manual_seed(0)
     return save_model(folder / f"{preset_name}.pt", PyramidGenerator(cfg), PyramidSegmenter(cfg), cfg, classes,
                       {"name": f"random-{preset_name}"})
 
 
-def bench_generate(pipe: Any, sizes: list[int], batches: list[int], repeat: int) -> list[dict[str, Any]]:
-    """Time ``pipe.generate`` for every size x batch on random blocky masks."""
+def bench_generate(pipe: Any, sizes: list[int], batches: list[int], repeat: int,
+                   peaks: dict[int, float] | None = None) -> list[dict[str, Any]]:
+    """Time ``pipe.generate`` for every size x batch on random blocky masks.
+
+    ``peaks``: conv throughput per size, measured once and shared between models.
+    """
     rows = []
     rng = np.random.default_rng(0)
+    peaks = {} if peaks is None else peaks
     for size in sizes:
-        peak = measure_conv_throughput(pipe.device, size)
+        if size not in peaks:
+            peaks[size] = measure_conv_throughput(pipe.device, size)
+        peak = peaks[size]
         mask = rng.integers(0, pipe.classes.num_classes, (size // 32, size // 32))
         mask = np.kron(mask, np.ones((32, 32), np.int64))  # blocky, mask-like
         for batch in batches:
@@ -166,6 +183,10 @@ def cmd_bench_generate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "arch", ["ours"]) != ["ours"] or device.type == "cuda":
+        from model.bench_archs import cmd_bench_archs
+
+        return cmd_bench_archs(args, device)
     with tempfile.TemporaryDirectory() as tmp:
         path = resolve_model(args.model) if args.model else random_model(args.preset, args.classes, Path(tmp))
         pipe = Pipeline.load(path, str(device))
@@ -187,6 +208,12 @@ def _ints(text: str) -> list[int]:
     return _csv_ints(text)
 
 
+def _names(text: str) -> list[str]:
+    from model.cli import _csv
+
+    return _csv(text)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks (generate; the service adds serve)")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
@@ -201,4 +228,8 @@ def register(sub: Any) -> None:
     g.add_argument("--repeat", type=int, default=3)
     g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     g.add_argument("--json", default="bench-generate.json", help="where to write the results")
+    g.add_argument("--arch", type=_names, default=["ours"],
+                   help="generators side by side, e.g. ours,pix2pix,pix2pixhd (ratios to ours)")
+    g.add_argument("--baseline-preset", default="paper",
+                   help="baseline networks of random-weight baselines: tiny | small | paper (default)")
     g.set_defaults(func=cmd_bench_generate)

@@ -103,6 +103,8 @@ def read_payload(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Rebuild generator and segmenter from a serving file, in eval mode, float32."""
     payload = read_payload(path)
+    if payload.get("arch", "ours") != "ours":
+        raise ValueError(f"{path} holds a {payload['arch']} baseline; load it with Pipeline.load")
     config = from_dict(ModelConfig, payload["model_config"])
     generator = PyramidGenerator(config)
     segmenter = PyramidSegmenter(config)

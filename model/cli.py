@@ -60,7 +60,12 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/, classes.json [, unlabeled/]")
     p.add_argument("--classes", help="class table JSON (default: DATA/classes.json)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
-    p.add_argument("--preset", default="tiny", help="tiny | base | paper (default: tiny)")
+    from model.config import ARCHS
+
+    p.add_argument("--arch", default="ours", choices=ARCHS,
+                   help="ours (default) or a baseline of the paper's comparisons")
+    p.add_argument("--preset", default="tiny",
+                   help="tiny | base | paper (default: tiny); baselines: tiny | small | paper")
     p.add_argument("--mode", choices=["generate", "joint", "ssl"], help="default: the preset's (joint)")
     p.add_argument("--scales", type=int, help="number of scales N+1")
     p.add_argument("--steps", type=int, help="optimisation steps per scale")
@@ -79,6 +84,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--name", help="model name (default: the class table's name)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--half", action="store_true", help="also write model-fp16.pt with float16 weights")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_train)
 
 
@@ -112,17 +118,31 @@ def build_configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if getattr(args, "arch", "ours") != "ours":
+        from model.baselines.cli import cmd_train_baseline
+
+        return cmd_train_baseline(args)
     from model.checkpoint import load_model, save_model
     from model.data import load_dataset
     from model.train import train
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     dataset = load_dataset(args.data, args.classes, layout=args.layout, exclude=args.exclude)
     model_cfg, train_cfg = build_configs(args, dataset.classes.num_classes)
     name = args.name or dataset.classes.name
     held_out = list(args.exclude)
     metadata = {"command": "histosynth " + " ".join(sys.argv[1:]), "preset": args.preset,
                 "held_out": held_out}
+    eval_images = None
+    if train_cfg.transductive:  # the held-out images join the unlabelled pool (masks unused)
+        if not held_out:
+            raise ValueError("--transductive needs held-out images: name them with --exclude")
+        eval_images = load_dataset(args.data, args.classes, layout=args.layout, include=held_out).images
     result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
+                   eval_images=eval_images,
                    metadata=metadata, progress_bar=True)
     if result.model_path is None:
         print(f"stopped; resume with --resume --out {args.out}")
@@ -218,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_registrations() -> list[Callable[[Any], None]]:
-    from model import bench, evaluate
+    from model import bench, evaluate, experiments, figures
 
-    return [evaluate.register, bench.register]
+    return [evaluate.register, bench.register, experiments.register, figures.register]
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:

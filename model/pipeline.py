@@ -49,7 +49,17 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> Pipeline:
-        """Load a serving file (``model.pt``) onto ``device`` (auto, cpu or cuda)."""
+        """Load a serving file (``model.pt``) onto ``device`` (auto, cpu or cuda).
+
+        Baseline files (``arch`` other than ``ours``) load as
+        :class:`model.baselines.inference.BaselinePipeline`, which has this interface.
+        """
+        from model.baselines.serving import file_arch  # model.baselines imports this module
+
+        if cls is Pipeline and file_arch(path) != "ours":
+            from model.baselines.inference import BaselinePipeline
+
+            return BaselinePipeline(Path(path), resolve_device(device))
         return cls(Path(path), resolve_device(device))
 
     # ---- masks ------------------------------------------------------------------------
@@ -151,3 +161,22 @@ def _pad(a: np.ndarray, factor: int) -> np.ndarray:
     pad = [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2)
     mode = "reflect" if h > ph and w > pw else "symmetric"
     return np.pad(a, pad, mode=mode)
+
+
+def generate_pyramid(pipe: Pipeline, mask: np.ndarray, seed: int, noise: float = 1.0,
+                     encoding: MaskEncoding = "auto") -> list[np.ndarray]:
+    """Every scale's image of one sample, coarsest first (for coarse-to-fine figures).
+
+    The finest entry equals ``pipe.generate(mask, 1, seed, noise).images[0]``.
+    """
+    labels = pipe.decode_mask(mask, encoding)
+    h, w = labels.shape
+    t = torch.from_numpy(_pad(labels, pipe.config.factor))[None].long().to(pipe.device)
+    ys, _ = mask_pyramid(t, pipe.config.num_classes, pipe.config.num_scales)
+    with torch.inference_mode():
+        xs = pipe.generator(ys, pipe._noise(ys, [seed], noise), stop_at=0)
+    out = []
+    for n in reversed(range(len(xs))):
+        hn, wn = -(-h // 2**n), -(-w // 2**n)
+        out.append(to_uint8(xs[n][0, :, :hn, :wn].float().cpu()))
+    return out

@@ -82,3 +82,12 @@ def test_bench_generate_writes_json(tmp_path: Path, capsys) -> None:
     row = result["rows"][0]
     assert row["s_per_image"] > 0 and row["gflop_per_image"] > 0 and row["conv_gflops"] > 0
     assert "| size |" in capsys.readouterr().out
+
+
+def test_transductive_ssl_uses_held_out_images(synthetic_dataset_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["train", "--data", str(synthetic_dataset_dir), "--mode", "ssl", "--transductive", "--steps", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    assert "--exclude" in capsys.readouterr().err
+    assert main([*base, "--exclude", "tile3", "--out", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert meta["train"]["transductive"] is True and meta["metadata"]["held_out"] == ["tile3"]

@@ -1,0 +1,126 @@
+"""``histosynth bench generate --arch ours,pix2pix,pix2pixhd``: generators side by side.
+
+Every generator runs on the same machine, sizes and batches in one process; rows carry the
+ratio of their time per image to ours (above 1: slower than ours). On CUDA a second set of
+rows runs under bf16 autocast with channels-last weights and inputs at batch 1, 8 and 32
+(the GPU column). pix2pix and pix2pixHD take no noise: their n variants are one forward
+pass and identical images, so per-image times at batch > 1 are not like for like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.bench import bench_classes, bench_generate, random_model
+
+GENERATOR_ARCHS = ("ours", "pix2pix", "pix2pixhd")
+GPU_BATCHES = (1, 8, 32)
+
+
+def bench_model(arch: str, args: argparse.Namespace, folder: Path) -> Path:
+    """The serving file to time for ``arch``: --model or random weights (ours), random baselines.
+
+    Args:
+        arch: ours, pix2pix or pix2pixhd.
+        args: parsed ``bench generate`` arguments (model, preset, baseline_preset, classes).
+        folder: where random-weight files are written.
+    """
+    if arch not in GENERATOR_ARCHS:
+        raise ValueError(f"{arch!r} cannot generate; bench one of {', '.join(GENERATOR_ARCHS)}")
+    if arch == "ours":
+        if args.model:
+            from model.cli import resolve_model
+
+            return resolve_model(args.model)
+        return random_model(args.preset, args.classes, folder)
+    from model.baselines.cli import random_baseline_model
+
+    return random_baseline_model(arch, args.baseline_preset, bench_classes(args.classes), folder)
+
+
+def gpu_rows(
+    pipe: Any, sizes: list[int], repeat: int, peaks: dict[int, float]
+) -> list[dict[str, Any]]:
+    """bf16 autocast rows at batch 1, 8, 32 (CUDA only; weights are channels-last already)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        rows = bench_generate(pipe, sizes, list(GPU_BATCHES), repeat, peaks)
+    return [{**r, "precision": "bf16"} for r in rows]
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """``ratio_to_ours`` = s/image over ours' s/image at the same size, batch and precision."""
+    ours = {
+        (r["size"], r["batch"], r["precision"]): r["s_per_image"]
+        for r in rows
+        if r["arch"] == "ours"
+    }
+    for r in rows:
+        ref = ours.get((r["size"], r["batch"], r["precision"]))
+        r["ratio_to_ours"] = r["s_per_image"] / ref if ref else None
+
+
+def format_arch_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of every arch, size, batch and precision with the ratio to ours."""
+    lines = [
+        "| arch | precision | size | batch | s/image | images/s | x ours | peak MiB | "
+        "GFLOP/image | of conv | distinct variants |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = "-" if r["ratio_to_ours"] is None else f"{r['ratio_to_ours']:.2f}"
+        distinct = "yes" if r["arch"] == "ours" else "no (1 pass)"
+        lines.append(
+            f"| {r['arch']} | {r['precision']} | {r['size']} | {r['batch']} | "
+            f"{r['s_per_image']:.3f} | {r['images_per_s']:.2f} | {ratio} | "
+            f"{r['peak_mem_mib']:.0f} | {r['gflop_per_image']:.1f} | "
+            f"{(r['efficiency'] or 0) * 100:.0f}% | {distinct} |"
+        )
+    return "\n".join(lines)
+
+
+def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:
+    """Time every ``--arch`` generator, print the side-by-side table, write JSON."""
+    from model.pipeline import Pipeline
+
+    if args.model and args.arch != ["ours"]:
+        raise ValueError("--model benchmarks one serving file; use it without --arch")
+    unknown = [a for a in args.arch if a not in GENERATOR_ARCHS]
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)} cannot generate; bench {', '.join(GENERATOR_ARCHS)}"
+        )
+    rows: list[dict[str, Any]] = []
+    peaks: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in args.arch:
+            pipe = Pipeline.load(bench_model(arch, args, Path(tmp)), str(device))
+            arch_rows = [
+                {**r, "precision": "fp32"}
+                for r in bench_generate(pipe, args.size, args.batch, args.repeat, peaks)
+            ]
+            if device.type == "cuda":
+                arch_rows += gpu_rows(pipe, args.size, args.repeat, peaks)
+            rows += [{"arch": arch, **r} for r in arch_rows]
+    add_ratios(rows)
+    print(format_arch_table(rows))
+    result = {
+        "archs": args.arch,
+        "ours": args.model or f"random weights, preset {args.preset}",
+        "baselines": f"random weights, preset {args.baseline_preset}",
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.json}")
+    return 0
