@@ -51,7 +51,8 @@ def atomic_save(obj: Any, path: Path) -> None:
             os.unlink(tmp)
 
 
-def _state(module: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
+def export_state(module: torch.nn.Module, half: bool) -> dict[str, torch.Tensor]:
+    """A CPU copy of a module's state dict, floating-point tensors in float16 if ``half``."""
     out = {}
     for k, v in module.state_dict().items():
         v = v.detach().cpu()
@@ -79,8 +80,8 @@ def save_model(
         "model_config": to_dict(config),
         "classes": classes.to_dict(),
         "metadata": json.loads(json.dumps(metadata, default=str)),  # plain types only
-        "generator": _state(generator, half),
-        "segmenter": _state(segmenter, half),
+        "generator": export_state(generator, half),
+        "segmenter": export_state(segmenter, half),
     }
     atomic_save(payload, Path(path))
     return Path(path)
@@ -108,8 +109,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     config = from_dict(ModelConfig, payload["model_config"])
     generator = PyramidGenerator(config)
     segmenter = PyramidSegmenter(config)
-    generator.load_state_dict(_float(payload["generator"]))
-    segmenter.load_state_dict(_float(payload["segmenter"]))
+    generator.load_state_dict(to_float32(payload["generator"]))
+    segmenter.load_state_dict(to_float32(payload["segmenter"]))
     generator.to(device).eval()
     segmenter.to(device).eval()
     return LoadedModel(
@@ -121,7 +122,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     )
 
 
-def _float(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Float tensors of a stored state dict back to float32 (half-precision files)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 

@@ -100,23 +100,6 @@ def _generate(pipeline: Pipeline, masks: Images, variants: int, seed: int) -> li
     return out
 
 
-def _object_scores(preds: Images, masks: Images) -> dict[str, Any]:
-    """GlaS object metrics of class 1 per image, and their means (Hausdorff: finite only)."""
-    rows = [
-        {"f1": M.object_f1(p == 1, m == 1), "dice": M.object_dice(p == 1, m == 1),
-         "hausdorff": M.object_hausdorff(p == 1, m == 1)}
-        for p, m in zip(preds, masks, strict=True)
-    ]
-    finite = [r["hausdorff"] for r in rows if math.isfinite(r["hausdorff"])]
-    return {
-        "object_f1": float(np.mean([r["f1"] for r in rows])),
-        "object_dice": float(np.mean([r["dice"] for r in rows])),
-        "object_hausdorff": float(np.mean(finite)) if finite else None,
-        "hausdorff_infinite": len(rows) - len(finite),
-        "per_image": rows,
-    }
-
-
 def _segmentation(pipeline: Pipeline, real: Images, masks: Images, names: list[str]
                   ) -> dict[str, Any]:
     if not _has_segmenter(pipeline):
@@ -124,7 +107,7 @@ def _segmentation(pipeline: Pipeline, real: Images, masks: Images, names: list[s
     preds = [pipeline.segment(im) for im in real]
     scores = M.segmentation_scores(preds, masks, len(names), names)
     if len(names) == 2:
-        scores["objects"] = _object_scores(preds, masks)
+        scores["objects"] = M.object_scores(preds, masks)
     return scores
 
 

@@ -36,6 +36,7 @@ from model.similarity import (  # re-exported
 )
 
 __all__ = [
+    "object_scores",
     "FeatureExtractor", "InceptionExtractor", "RandomConvExtractor", "confusion_matrix",
     "frechet_distance", "kernel_inception_distance", "laplacian_pyramid", "make_extractor",
     "mask_consistency", "mean_pairwise_ms_ssim", "ms_scales", "ms_ssim", "ms_ssim_pairs",
@@ -270,3 +271,24 @@ def mask_consistency(
     if len(images) != len(masks):
         raise ValueError(f"got {len(images)} images for {len(masks)} masks")
     return segmentation_scores([segment(im) for im in images], list(masks), num_classes, names)
+
+
+def object_scores(preds: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> dict[str, Any]:
+    """GlaS object F1, Dice and Hausdorff of class 1 per image and their means.
+
+    Hausdorff is averaged over the images where it is finite; ``hausdorff_infinite`` counts
+    the others (an empty prediction or mask).
+    """
+    rows = [
+        {"f1": object_f1(p == 1, m == 1), "dice": object_dice(p == 1, m == 1),
+         "hausdorff": object_hausdorff(p == 1, m == 1)}
+        for p, m in zip(preds, masks, strict=True)
+    ]
+    finite = [r["hausdorff"] for r in rows if np.isfinite(r["hausdorff"])]
+    return {
+        "object_f1": float(np.mean([r["f1"] for r in rows])),
+        "object_dice": float(np.mean([r["dice"] for r in rows])),
+        "object_hausdorff": float(np.mean(finite)) if finite else None,
+        "hausdorff_infinite": len(rows) - len(finite),
+        "per_image": rows,
+    }

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from model.baselines.nets import build_generator, build_segmenter, check_arch
-from model.checkpoint import FORMAT, _float, _state, atomic_save, read_payload
+from model.checkpoint import FORMAT, atomic_save, export_state, read_payload, to_float32
 from model.classes import ClassTable
 from model.config import BaselineModelConfig, from_dict, to_dict
 
@@ -71,8 +71,8 @@ def save_baseline(
         "model_config": to_dict(config),
         "classes": classes.to_dict(),
         "metadata": json.loads(json.dumps(metadata, default=str)),
-        "generator": _state(generator, half) if generator is not None else {},
-        "segmenter": _state(segmenter, half) if segmenter is not None else {},
+        "generator": export_state(generator, half) if generator is not None else {},
+        "segmenter": export_state(segmenter, half) if segmenter is not None else {},
     }
     atomic_save(payload, Path(path))
     return Path(path)
@@ -94,7 +94,7 @@ def load_baseline(path: str | Path, device: torch.device | str = "cpu") -> Loade
         (build_segmenter(config), "segmenter"),
     ):
         if net is not None:
-            net.load_state_dict(_float(payload[key]))
+            net.load_state_dict(to_float32(payload[key]))
             net.to(device).eval()
         nets.append(net)
     return LoadedBaseline(

@@ -182,18 +182,8 @@ def segmentation_report(
     preds = [pipe.segment(im) for im in images]
     scores = M.segmentation_scores(preds, masks, len(names), names)
     if len(names) == 2:
-        per = [
-            (
-                M.object_f1(p == 1, m == 1),
-                M.object_dice(p == 1, m == 1),
-                M.object_hausdorff(p == 1, m == 1),
-            )
-            for p, m in zip(preds, masks, strict=True)
-        ]
-        finite = [h for _, _, h in per if np.isfinite(h)]
-        scores["object_f1"] = float(np.mean([f for f, _, _ in per]))
-        scores["object_dice"] = float(np.mean([d for _, d, _ in per]))
-        scores["object_hausdorff"] = float(np.mean(finite)) if finite else None
+        objects = M.object_scores(preds, masks)
+        scores.update({k: objects[k] for k in ("object_f1", "object_dice", "object_hausdorff")})
     return scores
 
 
