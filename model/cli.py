@@ -238,9 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_registrations() -> list[Callable[[Any], None]]:
-    from model import bench, evaluate, experiments, figures
+    from model import bench, evaluate, experiments, figures, package
 
-    return [evaluate.register, bench.register, experiments.register, figures.register]
+    return [evaluate.register, bench.register, experiments.register, figures.register, package.register]
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:

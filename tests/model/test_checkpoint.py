@@ -65,3 +65,20 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_sha256_is_stable(tiny_model_path: Path) -> None:
     assert file_sha256(tiny_model_path) == file_sha256(tiny_model_path)
+
+
+def test_package_stores_evaluation_and_provenance(tiny_model_path: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from model.cli import main
+
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({"realism": {"ratio": 1.2}}))
+    out = tmp_path / "models" / "demo.pt"
+    assert main(["package", "--model", str(tiny_model_path), "--out", str(out), "--name", "demo",
+                 "--evaluation", str(report), "--provenance", "made in a test"]) == 0
+    meta = read_payload(out)["metadata"]
+    assert meta["name"] == "demo" and meta["weights"] == "float16"
+    assert meta["evaluation"] == {"realism": {"ratio": 1.2}} and meta["data_provenance"] == "made in a test"
+    assert meta["source_sha256"] == file_sha256(tiny_model_path)
+    assert "largest pixel difference" in capsys.readouterr().out
