@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.report import Column, markdown_table
+
 
 def conv_flops(model: nn.Module, run: Any) -> int:
     """Multiply-add FLOPs (x2) of every Conv2d during ``run()``, counted with hooks."""
@@ -162,17 +164,20 @@ def bench_generate(pipe: Any, sizes: list[int], batches: list[int], repeat: int,
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table (also readable in a terminal)."""
-    lines = [
-        "| size | batch | s/image | images/s | peak MiB | GFLOP/image | GFLOP/s | conv GFLOP/s | of conv |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['size']} | {r['batch']} | {r['s_per_image']:.3f} | {r['images_per_s']:.2f} | "
-            f"{r['peak_mem_mib']:.0f} | {r['gflop_per_image']:.1f} | {r['achieved_gflops']:.1f} | "
-            f"{r['conv_gflops']:.1f} | {r['efficiency'] * 100:.0f}% |"
-        )
-    return "\n".join(lines)
+    return markdown_table(_COLUMNS, rows)
+
+
+_COLUMNS: list[Column] = [
+    ("size", "r", lambda r: f"{r['size']}"),
+    ("batch", "r", lambda r: f"{r['batch']}"),
+    ("s/image", "r", lambda r: f"{r['s_per_image']:.3f}"),
+    ("images/s", "r", lambda r: f"{r['images_per_s']:.2f}"),
+    ("peak MiB", "r", lambda r: f"{r['peak_mem_mib']:.0f}"),
+    ("GFLOP/image", "r", lambda r: f"{r['gflop_per_image']:.1f}"),
+    ("GFLOP/s", "r", lambda r: f"{r['achieved_gflops']:.1f}"),
+    ("conv GFLOP/s", "r", lambda r: f"{r['conv_gflops']:.1f}"),
+    ("of conv", "r", lambda r: f"{r['efficiency'] * 100:.0f}%"),
+]
 
 
 def cmd_bench_generate(args: argparse.Namespace) -> int:

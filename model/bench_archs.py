@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model.bench import bench_classes, bench_generate, random_model
+from model.report import Column, markdown_table
 
 GENERATOR_ARCHS = ("ours", "pix2pix", "pix2pixhd")
 GPU_BATCHES = (1, 8, 32)
@@ -68,21 +69,22 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def format_arch_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of every arch, size, batch and precision with the ratio to ours."""
-    lines = [
-        "| arch | precision | size | batch | s/image | images/s | x ours | peak MiB | "
-        "GFLOP/image | of conv | distinct variants |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        ratio = "-" if r["ratio_to_ours"] is None else f"{r['ratio_to_ours']:.2f}"
-        distinct = "yes" if r["arch"] == "ours" else "no (1 pass)"
-        lines.append(
-            f"| {r['arch']} | {r['precision']} | {r['size']} | {r['batch']} | "
-            f"{r['s_per_image']:.3f} | {r['images_per_s']:.2f} | {ratio} | "
-            f"{r['peak_mem_mib']:.0f} | {r['gflop_per_image']:.1f} | "
-            f"{(r['efficiency'] or 0) * 100:.0f}% | {distinct} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(_ARCH_COLUMNS, rows)
+
+
+_ARCH_COLUMNS: list[Column] = [
+    ("arch", "l", lambda r: f"{r['arch']}"),
+    ("precision", "l", lambda r: f"{r['precision']}"),
+    ("size", "r", lambda r: f"{r['size']}"),
+    ("batch", "r", lambda r: f"{r['batch']}"),
+    ("s/image", "r", lambda r: f"{r['s_per_image']:.3f}"),
+    ("images/s", "r", lambda r: f"{r['images_per_s']:.2f}"),
+    ("x ours", "r", lambda r: "-" if r["ratio_to_ours"] is None else f"{r['ratio_to_ours']:.2f}"),
+    ("peak MiB", "r", lambda r: f"{r['peak_mem_mib']:.0f}"),
+    ("GFLOP/image", "r", lambda r: f"{r['gflop_per_image']:.1f}"),
+    ("of conv", "r", lambda r: f"{(r['efficiency'] or 0) * 100:.0f}%"),
+    ("distinct variants", "l", lambda r: "yes" if r["arch"] == "ours" else "no (1 pass)"),
+]
 
 
 def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:

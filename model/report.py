@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+#: A table column: header, alignment (``"l"`` or ``"r"``) and the cell text of a row.
+Column = tuple[str, str, Callable[[dict[str, Any]], str]]
+
+
+def markdown_table(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table (also readable in a terminal) of ``rows``, one line per row."""
+    lines = [
+        "| " + " | ".join(header for header, _, _ in columns) + " |",
+        "|" + "|".join("---:" if align == "r" else "---" for _, align, _ in columns) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(r) for _, _, cell in columns) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 class MetricsLog:

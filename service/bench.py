@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from model.report import Column, markdown_table
 from worker.settings import Settings, get_settings
 
 
@@ -185,13 +186,17 @@ def _row(mode: str, concurrency: int, n: int, size: int, latencies: list[float],
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the rows."""
-    lines = [
-        "| mode | clients | requests | errors | n | size | p50 ms | p99 ms | images/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['mode']} | {r['concurrency']} | {r['requests']} | {r['errors']} | {r['n']} | "
-            f"{r['size']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['images_per_s']:.2f} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(_COLUMNS, rows)
+
+
+_COLUMNS: list[Column] = [
+    ("mode", "l", lambda r: f"{r['mode']}"),
+    ("clients", "r", lambda r: f"{r['concurrency']}"),
+    ("requests", "r", lambda r: f"{r['requests']}"),
+    ("errors", "r", lambda r: f"{r['errors']}"),
+    ("n", "r", lambda r: f"{r['n']}"),
+    ("size", "r", lambda r: f"{r['size']}"),
+    ("p50 ms", "r", lambda r: f"{r['p50_ms']:.1f}"),
+    ("p99 ms", "r", lambda r: f"{r['p99_ms']:.1f}"),
+    ("images/s", "r", lambda r: f"{r['images_per_s']:.2f}"),
+]

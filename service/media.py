@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from fastapi import UploadFile
@@ -68,20 +68,22 @@ def check_pixels(data: bytes, max_pixels: int, field: str, filename: str | None)
 
 def decode_mask_file(data: bytes, filename: str | None, max_pixels: int) -> np.ndarray:
     """Raw mask array: (H, W) integer values or (H, W, 3) RGB colours (400 on a bad file)."""
-    check_pixels(data, max_pixels, "mask", filename)
-    try:
-        return read_mask(data, max_pixels=max_pixels, name=repr(filename or "mask"))
-    except Exception as exc:  # PIL raises many types on corrupt input
-        raise _bad_image("mask", filename, exc) from None
+    return _decode(read_mask, data, filename, max_pixels, "mask")
 
 
 def decode_image_file(data: bytes, filename: str | None, max_pixels: int) -> np.ndarray:
     """RGB image (H, W, 3) uint8 (400 on a bad file)."""
-    check_pixels(data, max_pixels, "image", filename)
+    return _decode(read_image, data, filename, max_pixels, "image")
+
+
+def _decode(
+    reader: Callable[..., np.ndarray], data: bytes, filename: str | None, max_pixels: int, field: str
+) -> np.ndarray:
+    check_pixels(data, max_pixels, field, filename)
     try:
-        return read_image(data, max_pixels=max_pixels, name=repr(filename or "image"))
+        return reader(data, max_pixels=max_pixels, name=repr(filename or field))
     except Exception as exc:  # PIL raises many types on corrupt input
-        raise _bad_image("image", filename, exc) from None
+        raise _bad_image(field, filename, exc) from None
 
 
 def _bad_image(field: str, filename: str | None, exc: Exception) -> ApiError:

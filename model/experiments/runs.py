@@ -41,34 +41,32 @@ def train_method(
         "held_out": setup.holdout,
     }
     started = time.perf_counter()
-    if method.arch == "ours":
-        path = _train_ours(setup, method, run_dir, fraction, seed, eval_images, meta)
-    else:
-        path = _train_baseline(setup, method, run_dir, fraction, seed, eval_images, meta)
-    setup.log(f"  trained {method.label} in {time.perf_counter() - started:.0f} s")
-    return path
-
-
-def _train_ours(
-    setup: Setup,
-    method: Method,
-    run_dir: Path,
-    fraction: float,
-    seed: int,
-    eval_images: list[np.ndarray] | None,
-    meta: dict[str, Any],
-) -> Path:
-    from model.train import train
-
-    pre = setup.budget.ours
     changes: dict[str, Any] = {
-        "mode": OURS_MODE[setup.name],
         "seed": seed,
         "labeled_fraction": fraction,
         "transductive": method.transductive,
     }
     if setup.device:
         changes["device"] = setup.device
+    if method.arch == "ours":
+        path = _train_ours(setup, run_dir, changes, eval_images, meta)
+    else:
+        path = _train_baseline(setup, method, run_dir, changes, eval_images, meta)
+    setup.log(f"  trained {method.label} in {time.perf_counter() - started:.0f} s")
+    return path
+
+
+def _train_ours(
+    setup: Setup,
+    run_dir: Path,
+    changes: dict[str, Any],
+    eval_images: list[np.ndarray] | None,
+    meta: dict[str, Any],
+) -> Path:
+    from model.train import train
+
+    pre = setup.budget.ours
+    changes = {**changes, "mode": OURS_MODE[setup.name]}
     if setup.perceptual_weights:
         changes["perceptual_weights"] = setup.perceptual_weights
     model_cfg = replace(pre.model, num_classes=setup.dataset.classes.num_classes)
@@ -90,23 +88,15 @@ def _train_baseline(
     setup: Setup,
     method: Method,
     run_dir: Path,
-    fraction: float,
-    seed: int,
+    changes: dict[str, Any],
     eval_images: list[np.ndarray] | None,
     meta: dict[str, Any],
 ) -> Path:
     from model.baselines.train import train_baseline
 
     pre = baseline_preset(method.arch, setup.budget.baselines)
-    changes: dict[str, Any] = {
-        "seed": seed,
-        "labeled_fraction": fraction,
-        "transductive": method.transductive,
-    }
-    if setup.device:
-        changes["device"] = setup.device
     if setup.perceptual_weights and pre.train.perc:
-        changes["perceptual_weights"] = setup.perceptual_weights
+        changes = {**changes, "perceptual_weights": setup.perceptual_weights}
     model_cfg = replace(pre.model, num_classes=setup.dataset.classes.num_classes)
     result = train_baseline(
         model_cfg,
