@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model.nets.fuse import TILE, set_tile, tiling_off
 from model.report import Column, markdown_table
 
 
@@ -145,7 +146,9 @@ def bench_generate(pipe: Any, sizes: list[int], batches: list[int], repeat: int,
             def run(mask: np.ndarray = mask, batch: int = batch) -> Any:
                 return pipe.generate(mask, n=batch, seed=0, encoding="index")
 
-            flops = conv_flops(pipe.generator, run)  # also the warm-up
+            with tiling_off(pipe.generator):  # the tiled path calls conv2d without hooks
+                flops = conv_flops(pipe.generator, run)
+            run()  # warm-up of the path that is timed
             if pipe.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             with PeakRSS() as mem:
@@ -195,16 +198,22 @@ def cmd_bench_generate(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = resolve_model(args.model) if args.model else random_model(args.preset, args.classes, Path(tmp))
         pipe = Pipeline.load(path, str(device))
+        if args.tile is not None:
+            set_tile(pipe.generator, args.tile)
         rows = bench_generate(pipe, args.size, args.batch, args.repeat)
     print(format_table(rows))
     result = {
         "model": args.model or f"random weights, preset {args.preset}", "device": str(device),
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "tile": _tile_of(pipe.generator), "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__, "rows": rows,
     }
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")
     return 0
+
+
+def _tile_of(generator: nn.Module) -> int | None:
+    return next((m.tile for m in generator.modules() if getattr(m, "tile", None)), None)
 
 
 def _ints(text: str) -> list[int]:
@@ -232,6 +241,9 @@ def register(sub: Any) -> None:
     g.add_argument("--model", help="benchmark this serving file or bundled model instead")
     g.add_argument("--repeat", type=int, default=3)
     g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    g.add_argument("--tile", type=int,
+                   help=f"ours: tile side of the generator's conv stacks, 0 = untiled (default: "
+                        f"{TILE} on a CPU, untiled on CUDA)")
     g.add_argument("--json", default="bench-generate.json", help="where to write the results")
     g.add_argument("--arch", type=_names, default=["ours"],
                    help="generators side by side, e.g. ours,pix2pix,pix2pixhd (ratios to ours)")

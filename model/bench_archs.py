@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model.bench import bench_classes, bench_generate, random_model
+from model.nets.fuse import set_tile
 from model.report import Column, markdown_table
 
 GENERATOR_ARCHS = ("ours", "pix2pix", "pix2pixhd")
@@ -103,6 +104,8 @@ def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
             pipe = Pipeline.load(bench_model(arch, args, Path(tmp)), str(device))
+            if arch == "ours" and args.tile is not None:
+                set_tile(pipe.generator, args.tile)
             arch_rows = [
                 {**r, "precision": "fp32"}
                 for r in bench_generate(pipe, args.size, args.batch, args.repeat, peaks)

@@ -13,7 +13,7 @@ import torch
 from model.checkpoint import file_sha256, load_model
 from model.classes import MaskEncoding
 from model.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
-from model.nets.fuse import fuse_for_inference
+from model.nets.fuse import TILE, fuse_for_inference
 from model.train import resolve_device
 
 MAX_SEED = 2**31 - 1
@@ -42,7 +42,8 @@ class Pipeline:
         self.config = loaded.config
         self.classes = loaded.classes
         self.metadata: dict[str, Any] = loaded.metadata
-        self.generator = fuse_for_inference(loaded.generator)  # BN folded, channels-last
+        # BN folded, channels-last; tiled conv stacks on a CPU (cache-sized tiles, same pixels)
+        self.generator = fuse_for_inference(loaded.generator, tile=TILE if device.type == "cpu" else None)
         self.segmenter = loaded.segmenter
         self.name: str = str(self.metadata.get("name", self.path.stem))
         self.sha256 = file_sha256(self.path)

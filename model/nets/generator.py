@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from model.config import GeneratorConfig, ModelConfig
 from model.nets.blocks import ConvBlock, upsample
+from model.nets.tiling import run_tiled
 
 
 class ScaleGenerator(nn.Module):
@@ -35,6 +36,10 @@ class ScaleGenerator(nn.Module):
             ConvBlock(in_ch if i == 0 else width, width, cfg.norm) for i in range(cfg.num_blocks)
         ]
         self.phi = nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
+        #: Inference only: run Phi on tiles of this side when the image is larger (same
+        #: pixels, a fraction of the memory; see :mod:`model.nets.tiling`). Set by
+        #: :func:`model.nets.fuse.fuse_for_inference`.
+        self.tile: int | None = None
 
     def forward(self, y: Tensor, z: Tensor, prev_up: Tensor | None) -> Tensor:
         """Generate this scale's image.
@@ -50,8 +55,13 @@ class ScaleGenerator(nn.Module):
         if self.coarsest != (prev_up is None):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
         if prev_up is None:
-            return torch.tanh(self.phi(torch.cat([y, z], dim=1)))
-        return prev_up + torch.tanh(self.phi(torch.cat([y, z + prev_up], dim=1)))
+            return torch.tanh(self._phi(torch.cat([y, z], dim=1)))
+        return prev_up + torch.tanh(self._phi(torch.cat([y, z + prev_up], dim=1)))
+
+    def _phi(self, x: Tensor) -> Tensor:
+        if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
+            return self.phi(x)
+        return run_tiled(self.phi, x, self.tile)
 
 
 class PyramidGenerator(nn.Module):
