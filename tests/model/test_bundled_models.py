@@ -24,6 +24,11 @@ def test_shipped_model(name: str, classes: int) -> None:
     assert meta["held_out"] == HELD_OUT and not set(HELD_OUT) & set(meta["dataset"]["names"])
     assert meta["command"].startswith("histosynth train") and meta["wall_time_s"] > 0
     assert "gleason_grade" in meta["data_provenance"]
+    ev = meta["evaluation"]  # a histosynth evaluate report on the held-out tiles
+    assert sorted(ev["setup"]["holdout"]) == sorted(HELD_OUT) and ev["setup"]["variants"] == 8
+    assert ev["model"]["name"] == name
+    for key in ("mask_consistency", "realism", "diversity", "segmentation"):
+        assert key in ev, f"evaluation lacks {key}"
     pipe = Pipeline.load(path, "cpu")
     assert pipe.classes.num_classes == classes and pipe.config.num_scales == 5
     mask = np.full((64, 96), 4, np.uint8)  # raw values: stroma with a high-grade gland
