@@ -27,7 +27,7 @@ def tileable(stack: nn.Sequential) -> bool:
     """
     for layer in _layers(stack):
         if isinstance(layer, nn.Conv2d):
-            if not _same_reflect_conv(layer):
+            if not same_reflect_conv(layer):
                 return False
         elif not isinstance(layer, POINTWISE) or (isinstance(layer, nn.BatchNorm2d) and layer.training):
             return False
@@ -101,7 +101,8 @@ def _layers(stack: nn.Module) -> list[nn.Module]:
     return flat
 
 
-def _same_reflect_conv(conv: nn.Conv2d) -> bool:
+def same_reflect_conv(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a stride-1 reflect conv with a square odd kernel keeping the size."""
     kh, kw = conv.kernel_size
     return (
         conv.padding_mode == "reflect" and conv.stride == (1, 1) and conv.dilation == (1, 1)
