@@ -1,19 +1,18 @@
 """Bulk augmentation: image/mask pairs from a set of masks, restartable pair by pair.
 
 The job's pairs are planned up front: source masks (sorted) x geometric transforms x
-variants, pair ``i`` with a seed derived from (job seed, ``i``). Each pair is written as
-``images/<stem>.png``, ``masks/<stem>.png`` and last ``records/<i>.json`` (the commit
-marker). A rerun skips pairs whose three files exist and regenerates the rest with the same
-seeds, so it ends with exactly the planned pairs. ``manifest.jsonl`` is assembled from the
-records in index order at the end.
+variants, pair ``i`` with a seed derived from (job seed, ``i``). Any contiguous range of
+pairs (a shard, see :mod:`worker.fanout`) can be planned from the masks it uses alone.
+Where and how pairs are written, and what marks one as complete, is the output layout's
+business (:mod:`worker.layouts`): a rerun skips complete pairs and regenerates the rest
+with the same seeds, so it ends with exactly the planned pairs. ``manifest.jsonl`` is
+assembled from the per-pair (or per-tar) records in index order at the end.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from worker.layouts import Counter, Layout, Report, Sample, ShouldStop, file_keys, open_layout
 from worker.models import ModelStore
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
@@ -38,9 +38,6 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {
     "rotations": ("id", "rot90", "rot180", "rot270"),
     "all": ("id", "rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "antitranspose"),
 }
-
-Report = Callable[[dict[str, Any]], None]
-ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -61,8 +58,8 @@ class Pair:
 
     @property
     def keys(self) -> tuple[str, str, str]:
-        """(image key, mask key, record key) in the output."""
-        return f"images/{self.stem}.png", f"masks/{self.stem}.png", f"records/{self.index:06d}.json"
+        """(image key, mask key, record key) in the ``files`` layout."""
+        return file_keys(self.index, self.stem)
 
 
 def pair_seed(job_seed: int, index: int) -> int:
@@ -71,10 +68,17 @@ def pair_seed(job_seed: int, index: int) -> int:
     return int.from_bytes(digest, "big") % MAX_PAIR_SEED
 
 
-def plan_pairs(mask_keys: list[str], transforms: tuple[str, ...], variants: int, job_seed: int) -> list[Pair]:
-    """Every pair of the job in index order: mask, then transform, then variant."""
+def plan_pairs(
+    mask_keys: list[str], transforms: tuple[str, ...], variants: int, job_seed: int, first_mask: int = 0
+) -> list[Pair]:
+    """Every pair of ``mask_keys`` in index order: mask, then transform, then variant.
+
+    Args:
+        first_mask: position of ``mask_keys[0]`` in the job's whole mask list (for shards).
+    """
     combos = [(m, t, v) for m in mask_keys for t in transforms for v in range(variants)]
-    return [Pair(i, m, t, v, pair_seed(job_seed, i)) for i, (m, t, v) in enumerate(combos)]
+    offset = first_mask * len(transforms) * variants
+    return [Pair(offset + i, m, t, v, pair_seed(job_seed, offset + i)) for i, (m, t, v) in enumerate(combos)]
 
 
 def transform(labels: np.ndarray, name: str) -> np.ndarray:
@@ -128,45 +132,23 @@ def list_masks(storage: Storage) -> list[str]:
 
 # ---- the job -----------------------------------------------------------------------------
 class Augmenter:
-    """Runs the pair plan against a loaded pipeline; state kept for progress reports.
+    """Makes the samples of planned pairs with a loaded pipeline.
 
     Args:
         pipe: the loaded model.
         model_name: name recorded in the manifest.
         source: where the masks are.
-        out: where pairs and the manifest go.
-        req: the job request (noise, relabel, variants, transforms).
+        req: the job request (noise, relabel, transforms).
         max_pixels: decompression-bomb guard for source masks.
     """
 
-    def __init__(self, pipe: Pipeline, model_name: str, source: Storage, out: Storage,
-                 req: AugmentJobRequest, max_pixels: int) -> None:
-        self.pipe, self.model_name, self.source, self.out, self.req = pipe, model_name, source, out, req
+    def __init__(self, pipe: Pipeline, model_name: str, source: Storage, req: AugmentJobRequest,
+                 max_pixels: int) -> None:
+        self.pipe, self.model_name, self.source, self.req = pipe, model_name, source, req
         self.max_pixels = max_pixels
         self._labels: tuple[str, np.ndarray] | None = None
         for old, new in (req.relabel or {}).items():  # fail before any work on unknown names
             pipe.classes.index_of(old), pipe.classes.index_of(new)
-
-    def run(self, pairs: list[Pair], report: Report, should_stop: ShouldStop) -> dict[str, Any]:
-        existing = set(self.out.list())
-        written = skipped = 0
-        start = time.monotonic()
-        for done, pair in enumerate(pairs):
-            if should_stop():
-                return {"canceled": True, "written": written, "skipped": skipped, "pairs": len(pairs)}
-            if set(pair.keys) <= existing:
-                skipped += 1
-            else:
-                self.write_pair(pair)
-                written += 1
-            elapsed = time.monotonic() - start
-            eta = elapsed / max(written, 1) * (len(pairs) - done - 1) if written else None
-            report({"done": done + 1, "total": len(pairs), "written": written, "skipped": skipped,
-                    "eta_s": None if eta is None else round(eta, 1)})
-        self.out.write_bytes("manifest.jsonl", self.manifest(pairs))
-        return {"pairs": len(pairs), "written": written, "skipped": skipped, "output": self.out.uri,
-                "manifest": self.out.uri_for("manifest.jsonl"), "model": self.model_name,
-                "sha256": self.pipe.sha256}
 
     def labels(self, mask_key: str) -> np.ndarray:
         """Class indices of a source mask after relabelling (the last one is cached)."""
@@ -181,25 +163,61 @@ class Augmenter:
             self._labels = (mask_key, labels)
         return self._labels[1]
 
-    def write_pair(self, pair: Pair) -> None:
-        """Generate and write image, mask, then the record that marks the pair complete."""
+    def sample(self, pair: Pair) -> Sample:
+        """Generate one pair: the image and mask as PNG and its manifest fields."""
         labels = transform(self.labels(pair.mask_key), pair.transform)
         image = self.pipe.generate(labels, n=1, seed=pair.seed, noise=self.req.noise, encoding="index").images[0]
-        image_key, mask_key, record_key = pair.keys
-        self.out.write_bytes(image_key, png_bytes(image))
-        self.out.write_bytes(mask_key, png_bytes(self.pipe.classes.to_values(labels)))
         record = {
-            "index": pair.index, "image": image_key, "mask": mask_key,
-            "source_mask": self.source.uri_for(pair.mask_key), "transform": pair.transform,
-            "variant": pair.variant, "seed": pair.seed, "noise": self.req.noise,
-            "relabel": self.req.relabel or {}, "model": self.model_name, "sha256": self.pipe.sha256,
+            "index": pair.index, "source_mask": self.source.uri_for(pair.mask_key),
+            "transform": pair.transform, "variant": pair.variant, "seed": pair.seed,
+            "noise": self.req.noise, "relabel": self.req.relabel or {}, "model": self.model_name,
+            "sha256": self.pipe.sha256,
         }
-        self.out.write_bytes(record_key, json.dumps(record, sort_keys=True).encode())
+        return Sample(pair.stem, png_bytes(image), png_bytes(self.pipe.classes.to_values(labels)), record)
 
-    def manifest(self, pairs: list[Pair]) -> bytes:
-        """One JSON line per pair, in index order, from the per-pair records."""
-        lines = [json.dumps(json.loads(self.out.read_bytes(p.keys[2])), sort_keys=True) for p in pairs]
-        return ("\n".join(lines) + "\n").encode()
+
+@dataclass
+class Prepared:
+    """A loaded model, the source, the output layout and the sorted mask keys of a job."""
+
+    augmenter: Augmenter
+    layout: Layout
+    masks: list[str]
+
+    def pairs(self, job_seed: int) -> list[Pair]:
+        req = self.augmenter.req
+        return plan_pairs(self.masks, TRANSFORMS[req.transforms], req.variants_per_mask, job_seed)
+
+    def result(self, pairs: int, written: int, skipped: int) -> dict[str, Any]:
+        """The job's result once all ``pairs`` are complete and the manifest is written."""
+        a = self.augmenter
+        return {"pairs": pairs, "written": written, "skipped": skipped, "output": self.layout.out.uri,
+                "format": a.req.output_format, "manifest": self.layout.out.uri_for("manifest.jsonl"),
+                "model": a.model_name, "sha256": a.pipe.sha256}
+
+
+def prepare(
+    req: AugmentJobRequest, settings: Settings, *, trusted: bool = False, model_path: Path | None = None,
+    list_source: bool = True,
+) -> Prepared:
+    """Load the model and open source and output (user errors raise ValueError/KeyError here).
+
+    Args:
+        trusted: the caller is the operator (CLI): skip data-root and bucket checks.
+        model_path: a serving file to use instead of looking ``req.model`` up in the store.
+        list_source: list the source masks (shards get theirs in the payload).
+    """
+    from model.pipeline import Pipeline
+
+    name = req.model or settings.default_model
+    path = model_path or ModelStore(settings).local_path(name)
+    pipe = Pipeline.load(path, device=settings.device)
+    if model_path is not None and req.model is None:
+        name = pipe.name
+    source = source_location(req.source, settings, pipe.metadata, trusted)
+    layout = open_layout(req, open_storage(req.output, settings, trusted=trusted))
+    augmenter = Augmenter(pipe, name, source, req, settings.max_pixels)
+    return Prepared(augmenter, layout, list_masks(source) if list_source else [])
 
 
 def run_augment(
@@ -212,21 +230,17 @@ def run_augment(
     trusted: bool = False,
     model_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Load the model, plan the pairs and write them (see the module docstring).
+    """Write every pair and the manifest in this process (the CLI; no shards, no Redis).
 
     Args:
         job_seed: seed of the whole job (pair seeds derive from it).
         trusted: the caller is the operator (CLI): skip data-root and bucket checks.
         model_path: a serving file to use instead of looking ``req.model`` up in the store.
     """
-    from model.pipeline import Pipeline
-
-    name = req.model or settings.default_model
-    path = model_path or ModelStore(settings).local_path(name)
-    pipe = Pipeline.load(path, device=settings.device)
-    if model_path is not None and req.model is None:
-        name = pipe.name
-    source = source_location(req.source, settings, pipe.metadata, trusted)
-    out = open_storage(req.output, settings, trusted=trusted)
-    pairs = plan_pairs(list_masks(source), TRANSFORMS[req.transforms], req.variants_per_mask, job_seed)
-    return Augmenter(pipe, name, source, out, req, settings.max_pixels).run(pairs, report, should_stop)
+    job = prepare(req, settings, trusted=trusted, model_path=model_path)
+    pairs = job.pairs(job_seed)
+    counter = Counter(len(pairs), report, should_stop)
+    if not job.layout.write(pairs, job.augmenter.sample, counter):
+        return {"canceled": True, "written": counter.written, "skipped": counter.skipped, "pairs": len(pairs)}
+    job.layout.write_manifest(len(pairs))
+    return job.result(len(pairs), counter.written, counter.skipped)

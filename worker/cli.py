@@ -122,6 +122,10 @@ def _add_augment(sub: Any) -> None:
                    help="replace a class by another before generating (repeatable)")
     p.add_argument("--transforms", choices=["none", "flips", "rotations", "all"], default="none",
                    help="geometric copies of each mask (default none)")
+    p.add_argument("--format", choices=["files", "webdataset"], default="files",
+                   help="files: images/, masks/, records/ (default); webdataset: tar shards under shards/")
+    p.add_argument("--samples-per-tar", type=int, default=256,
+                   help="webdataset: samples per tar shard (default 256)")
     p.set_defaults(func=run_augment_cli)
 
 
@@ -156,6 +160,7 @@ def run_augment_cli(args: argparse.Namespace) -> int:
         source=_location(args.masks), output=_location(args.out),
         model=None if model_path else args.model, variants_per_mask=args.variants, seed=seed,
         noise=args.noise, relabel=_relabel(args.relabel), transforms=args.transforms,
+        output_format=args.format, samples_per_tar=args.samples_per_tar,
     )
     result = run_augment(req, settings, job_seed=seed, report=_progress_printer(),
                          should_stop=lambda: False, trusted=True, model_path=model_path)

@@ -20,9 +20,10 @@ from rq import get_current_job
 from rq.job import Job
 
 from worker.augment import run_augment
+from worker.fanout import coordinate, run_shard
 from worker.models import ModelStore
 from worker.runtime import Lease, cancel_requested
-from worker.schemas import AugmentJobRequest, TrainJobRequest
+from worker.schemas import AugmentJobRequest, AugmentShard, TrainJobRequest
 from worker.settings import Settings, get_settings
 from worker.storage import LocalStorage, S3Storage, StorageError, copy_tree, open_storage
 
@@ -91,6 +92,10 @@ class JobContext:
         self._last_report = now
         self.job.meta["progress"] = progress
         self.job.save_meta()
+
+    def progress(self) -> dict[str, Any]:
+        """The progress reported last (empty outside a worker)."""
+        return dict(self.job.meta.get("progress") or {}) if self.job is not None else {}
 
     def should_stop(self) -> bool:
         """Whether a cancel was requested (polled from Redis at most every ``interval_s``)."""
@@ -178,19 +183,40 @@ def fetch_dataset(uri: str, settings: Settings, cache: Path) -> Path:
 
 # ---- augmentation ---------------------------------------------------------------------------
 def augment_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Write image/mask pairs and a manifest; a retry skips the pairs already written."""
+    """Fan out into shard jobs, work on shards too, write one manifest (see worker.fanout).
+
+    Without a queue (called directly) every pair is written in this process.
+    """
     req = AugmentJobRequest.model_validate(payload)
     settings = get_settings()
     ctx = JobContext.current(settings)
     seed = req.seed if req.seed is not None else job_seed(ctx.job_id)
     with ctx.running():
-        result = run_augment(req, settings, job_seed=seed, report=ctx.report, should_stop=ctx.should_stop)
+        if ctx.job is None:
+            result = run_augment(req, settings, job_seed=seed, report=ctx.report, should_stop=ctx.should_stop)
+        else:
+            result = coordinate(req, settings, ctx.job.connection, ctx.job.id, seed=seed,
+                                report=ctx.report, should_stop=ctx.should_stop)
     total = result.get("pairs", 0)
     phase = "canceled" if result.get("canceled") else "done"
     done = total if phase == "done" else result.get("written", 0) + result.get("skipped", 0)
-    ctx.report({"phase": phase, "done": done, "total": total, "written": result.get("written", 0),
-                "skipped": result.get("skipped", 0), "eta_s": 0}, force=True)
+    shards = result.get("shards")
+    final = {"shards": {"total": shards, "finished": shards, "running": 0}} if shards else {}
+    ctx.report({**ctx.progress(), **final, "phase": phase, "done": done, "total": total,
+                "written": result.get("written", 0), "skipped": result.get("skipped", 0), "eta_s": 0},
+               force=True)
     return {**result, "seed": seed}
+
+
+def augment_shard_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """One shard of an augmentation job: its pairs, unless another executor has them."""
+    spec = AugmentShard.model_validate(payload)
+    settings = get_settings()
+    ctx = JobContext.current(settings)
+    if ctx.job is None:
+        raise ValueError("a shard job runs on a worker (it needs the queue's Redis)")
+    with ctx.running():
+        return run_shard(spec, settings, ctx.job.connection, report=ctx.report, should_stop=ctx.should_stop)
 
 
 def job_seed(job_id: str) -> int:

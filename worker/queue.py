@@ -29,6 +29,9 @@ from rq.results import Result
 from worker.runtime import QUEUES, cancel_requested, request_cancel
 from worker.schemas import AugmentJobRequest, JobInfo, JobStatus, TrainJobRequest
 from worker.settings import Settings, get_settings
+from worker.shards import cancel_shards, shard_job_id
+
+SHARD_KIND = "augment-shard"
 
 _CANCELABLE = ("queued", "scheduled", "deferred")
 
@@ -68,16 +71,38 @@ def enqueue_augment(conn: Redis, req: AugmentJobRequest, settings: Settings | No
     return job_info(job)
 
 
+def enqueue_shards(conn: Redis, payloads: list[dict[str, Any]], settings: Settings | None = None) -> list[str]:
+    """Queue the shard jobs of an augmentation job (``worker.schemas.AugmentShard`` payloads).
+
+    Their ids are fixed by (parent, shard): those that exist already are not queued again.
+    """
+    settings = settings or get_settings()
+    ids = []
+    for payload in payloads:
+        job_id = shard_job_id(payload["parent"], payload["shard"])
+        ids.append(job_id)
+        if Job.exists(job_id, connection=conn):
+            continue
+        _enqueue(
+            conn, "augment", "worker.jobs.augment_shard_job", payload,
+            timeout=settings.augment_job_timeout, settings=settings, job_id=job_id,
+            meta={"kind": SHARD_KIND, "parent": payload["parent"]},
+            description=f"shard {payload['shard']} (pairs {payload['start']}..{payload['stop'] - 1}) "
+            f"of augmentation job {payload['parent']}",
+        )
+    return ids
+
+
 def _enqueue(
-    conn: Redis, kind: str, func: str, payload: dict[str, Any], *, timeout: int,
-    settings: Settings, description: str,
+    conn: Redis, queue_name: str, func: str, payload: dict[str, Any], *, timeout: int,
+    settings: Settings, description: str, job_id: str | None = None, meta: dict[str, Any] | None = None,
 ) -> Job:
-    queue = Queue(kind, connection=conn)
+    queue = Queue(queue_name, connection=conn)
     retry = Retry(max=settings.job_retries) if settings.job_retries > 0 else None
     return queue.enqueue(
         func, payload, job_timeout=timeout, retry=retry, result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl, meta={"kind": kind, "progress": {}},
-        description=description,
+        failure_ttl=settings.failure_ttl, meta={"kind": queue_name, "progress": {}, **(meta or {})},
+        description=description, job_id=job_id,
     )
 
 
@@ -95,7 +120,7 @@ def get_job(conn: Redis, job_id: str) -> JobInfo:
 
 
 def list_jobs(conn: Redis, limit: int = 200) -> list[JobInfo]:
-    """Jobs of both queues in every state, newest first."""
+    """Jobs of both queues in every state, newest first (without the shard jobs)."""
     ids: list[str] = []
     for name in QUEUES:
         queue = Queue(name, connection=conn)
@@ -105,19 +130,24 @@ def list_jobs(conn: Redis, limit: int = 200) -> list[JobInfo]:
             CanceledJobRegistry, ScheduledJobRegistry, DeferredJobRegistry,
         ):
             ids += registry_class(queue=queue).get_job_ids()
-    jobs = [j for j in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn) if j is not None]
+    jobs = [j for j in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn)
+            if j is not None and j.meta.get("kind") != SHARD_KIND]
     jobs.sort(key=lambda j: j.created_at.timestamp() if j.created_at else 0.0, reverse=True)
     return [job_info(j) for j in jobs[:limit]]
 
 
 def cancel_job(conn: Redis, job_id: str, settings: Settings | None = None) -> JobInfo:
-    """Cancel a job: a queued one never runs; a running one checkpoints (train) and stops."""
+    """Cancel a job: a queued one never runs; a running one checkpoints (train) and stops.
+
+    An augmentation job cancels its shard jobs with it.
+    """
     settings = settings or get_settings()
     job = fetch(conn, job_id)
     status = job.get_status().value
     if status in ("finished", "failed", "canceled", "stopped"):
         return job_info(job)
     request_cancel(conn, job_id, settings.result_ttl)  # seen by the job if it is (or gets) started
+    cancel_shards(conn, job_id, settings.result_ttl)
     if status in _CANCELABLE:
         try:
             job.cancel()
@@ -143,7 +173,8 @@ def job_info(job: Job) -> JobInfo:
     if status not in get_args(JobStatus):
         status = "queued" if status in ("created", "ready_to_enqueue", "rate_limited") else "failed"
     return JobInfo(
-        id=job.id, kind=str(meta.get("kind") or job.origin), status=cast(JobStatus, status),
+        id=job.id, kind=str(meta.get("kind") or job.origin), parent=meta.get("parent"),
+        status=cast(JobStatus, status),
         description=job.description or "", progress=dict(meta.get("progress") or {}),
         result=result, error=error if status in ("failed", "stopped") else None,
         cancel_requested=cancel_requested(job.connection, job.id),

@@ -51,28 +51,32 @@ def cancel_requested(conn: Redis, job_id: str) -> bool:
 
 
 class Lease:
-    """Hold ``histosynth:lease:<job_id>`` from a daemon thread while the block runs.
+    """Hold ``histosynth:lease:<job_id>`` (or ``key``) from a daemon thread while the block runs.
 
     Args:
         conn: Redis connection (its pool is thread-safe).
         job_id: the job whose lease this is.
         ttl_s: lease lifetime; renewed every ``ttl_s / 3``.
+        key: another key to hold instead (shard claims, see worker.shards).
+        value: the value stored under the key.
     """
 
-    def __init__(self, conn: Redis, job_id: str, ttl_s: float) -> None:
-        self.conn, self.key, self.ttl_ms = conn, lease_key(job_id), max(int(ttl_s * 1000), 1000)
+    def __init__(self, conn: Redis, job_id: str, ttl_s: float, *, key: str | None = None,
+                 value: bytes = b"1") -> None:
+        self.conn, self.key, self.ttl_ms = conn, key or lease_key(job_id), max(int(ttl_s * 1000), 1000)
+        self.value = value
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
-                self.conn.set(self.key, b"1", px=self.ttl_ms)
+                self.conn.set(self.key, self.value, px=self.ttl_ms)
             except Exception as exc:  # Redis blips must not kill the job
                 log.warning("could not renew lease %s: %s", self.key, exc)
 
     def __enter__(self) -> Lease:
-        self.conn.set(self.key, b"1", px=self.ttl_ms)
+        self.conn.set(self.key, self.value, px=self.ttl_ms)
         self._thread.start()
         return self
 

@@ -14,6 +14,7 @@ JobStatus = Literal[
     "queued", "started", "finished", "failed", "canceled", "stopped", "scheduled", "deferred"
 ]
 Transforms = Literal["none", "flips", "rotations", "all"]
+OutputFormat = Literal["files", "webdataset"]
 
 
 class TrainJobRequest(BaseModel):
@@ -74,6 +75,20 @@ class AugmentJobRequest(BaseModel):
         description="geometric copies of every source mask: none, flips (h, v), "
         "rotations (90, 180, 270) or all 8 flips/rotations",
     )
+    output_format: OutputFormat = Field(
+        "files",
+        description="files: images/<stem>.png, masks/<stem>.png, records/<index>.json; "
+        "webdataset: tar shards shards/shard-<n>.tar holding <key>.image.png, <key>.mask.png "
+        "and <key>.json per sample (readable by the webdataset package). Both write manifest.jsonl.",
+    )
+    samples_per_tar: int = Field(
+        256, ge=1, le=100_000, description="webdataset only: samples per tar shard (the last one may hold fewer)"
+    )
+    pairs_per_shard: int = Field(
+        100, ge=1, le=1_000_000,
+        description="pairs per shard job on the augment queue (workers take shards in parallel); "
+        "with webdataset output rounded up to a multiple of samples_per_tar",
+    )
 
     @field_validator("model")
     @classmethod
@@ -81,16 +96,37 @@ class AugmentJobRequest(BaseModel):
         return None if value is None else check_name(value)
 
 
+class AugmentShard(BaseModel):
+    """The payload of one shard job: pairs ``start``..``stop - 1`` of an augmentation job.
+
+    ``masks`` are the source masks those pairs use, ``first_mask`` the position of
+    ``masks[0]`` in the job's sorted mask list (pair indices derive from it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent: str = Field(..., description="id of the augmentation job this shard belongs to")
+    shard: int = Field(..., ge=0)
+    start: int = Field(..., ge=0)
+    stop: int = Field(..., ge=1)
+    first_mask: int = Field(..., ge=0)
+    masks: list[str]
+    seed: int = Field(..., ge=0)
+    request: AugmentJobRequest
+
+
 class JobInfo(BaseModel):
     """A job as the API reports it.
 
     ``progress`` for training: scale, scale_rank, num_scales, step, steps_per_scale,
     done_steps, total_steps, losses, eta_s, elapsed_s; for augmentation: done, total,
-    skipped, eta_s. ``error`` is one line (the last line of the traceback).
+    written, skipped, eta_s and shards (total, finished, running). ``error`` is one line
+    (the last line of the traceback). Shard jobs name their augmentation job in ``parent``.
     """
 
     id: str
     kind: str
+    parent: str | None = Field(None, description="shard jobs: the augmentation job they belong to")
     status: JobStatus
     description: str = ""
     progress: dict[str, Any] = Field(default_factory=dict)

@@ -10,12 +10,13 @@ relative to that root. Untrusted locations (anything a request names) must stay 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
@@ -55,6 +56,10 @@ class Storage(ABC):
     def write_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``; readers never see a partial object."""
 
+    def write_stream(self, key: str, stream: IO[bytes]) -> None:
+        """Store the rest of a binary file under ``key`` (large objects); atomic like write_bytes."""
+        self.write_bytes(key, stream.read())
+
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys that start with ``prefix`` (recursively)."""
@@ -73,13 +78,17 @@ class Storage(ABC):
         return dest
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+def atomic_write(path: Path, data: bytes | IO[bytes]) -> None:
+    """Write bytes (or copy a binary file) to a temp file in the same folder, fsync, then
+    rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                shutil.copyfileobj(data, f, 1 << 20)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -112,6 +121,9 @@ class LocalStorage(Storage):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         atomic_write(self._path(key), data)
+
+    def write_stream(self, key: str, stream: IO[bytes]) -> None:
+        atomic_write(self._path(key), stream)
 
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.is_dir():
@@ -197,6 +209,11 @@ class S3Storage(Storage):
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._errors(f"PUT {key}"):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def write_stream(self, key: str, stream: IO[bytes]) -> None:
+        # multipart for large files; the object appears only when the upload completes
+        with self._errors(f"PUT {key}"):
+            self.client.upload_fileobj(stream, self.bucket, self._key(key))
 
     def list(self, prefix: str = "") -> list[str]:
         keys: list[str] = []
