@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import webdataset as wds
 
 from tests.service.conftest import LiveServer, assert_error, generate, make_settings
 
@@ -62,6 +63,46 @@ def test_augment_job_writes_pairs_and_manifest(api: httpx.Client, jobs_server: L
     assert len(lines) == 8  # 4 masks x 2 variants
     assert json.loads(lines[0])["model"] == "tiny"
     assert job["id"] in [j["id"] for j in api.get("/jobs").json()]
+
+
+def test_sharded_webdataset_job(api: httpx.Client, jobs_server: LiveServer) -> None:
+    """8 pairs in 3 shard jobs of 3 (the parent does them all with one worker), 3 tars."""
+    payload = {"source": "datasets/synth", "output": "out/wds", "variants_per_mask": 2, "seed": 5,
+               "output_format": "webdataset", "samples_per_tar": 3, "pairs_per_shard": 2}
+    r = api.post("/jobs/augment", json=payload)
+    assert r.status_code == 202, r.text
+    done = wait_for(api, r.json()["id"])
+    assert done["status"] == "finished", done
+    assert done["result"]["shards"] == 3 and done["result"]["format"] == "webdataset"
+    assert done["progress"]["done"] == 8 and done["progress"]["shards"]["finished"] == 3
+    out = jobs_server.settings.data_root / "out/wds"
+    tars = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    samples = list(wds.WebDataset(tars, shardshuffle=False).decode("rgb8"))
+    assert [s["json"]["index"] for s in samples] == list(range(8))
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 8
+    shard = api.get(f"/jobs/{done['id']}-shard-00001").json()
+    assert shard["kind"] == "augment-shard" and shard["parent"] == done["id"]
+    assert [j["id"] for j in api.get("/jobs").json()] == [done["id"]]
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["AugmentJobRequest"]["properties"]
+    assert schema["output_format"]["enum"] == ["files", "webdataset"]
+    assert "tar" in schema["output_format"]["description"] and "samples_per_tar" in schema
+
+
+def test_delete_cancels_every_shard(api: httpx.Client, jobs_server: LiveServer) -> None:
+    payload = {"source": "datasets/synth", "output": "out/canceled", "variants_per_mask": 50,
+               "seed": 5, "pairs_per_shard": 10}
+    job = api.post("/jobs/augment", json=payload).json()
+    deadline = time.monotonic() + 60
+    while api.get(f"/jobs/{job['id']}").json()["progress"].get("done", 0) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = api.delete(f"/jobs/{job['id']}")
+    assert r.status_code == 200 and r.json()["cancel_requested"], r.text
+    after = wait_for(api, job["id"])
+    assert after["status"] == "canceled" and after["progress"]["done"] < 200, after
+    shards = [api.get(f"/jobs/{job['id']}-shard-{k:05d}").json() for k in range(1, 20)]
+    assert {s["status"] for s in shards} == {"canceled"}  # the one worker was busy: none ran
+    assert not (jobs_server.settings.data_root / "out/canceled/manifest.jsonl").exists()
 
 
 def test_train_job_publishes_a_model_served_without_restart(api: httpx.Client) -> None:

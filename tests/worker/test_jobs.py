@@ -14,15 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 from redis import Redis
+from rq import Worker
+from rq.job import Job
 
 from tests.conftest import synthetic_tile
-from tests.services import S3Service, WorkerFactory
+from tests.services import S3Service, WorkerFactory, WorkerProcess
 from worker.augment import pair_seed
 from worker.embedded import worker_command
 from worker.models import ModelStore
 from worker.queue import cancel_job, enqueue_augment, enqueue_train, get_job, list_jobs
 from worker.schemas import AugmentJobRequest, JobInfo, TrainJobRequest
 from worker.settings import Settings
+from worker.shards import ShardBoard, shard_job_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -130,6 +133,69 @@ def test_killed_worker_job_is_retried_with_exactly_n_pairs(
     assert info.result is not None and info.retries_left == 1
     assert info.result["skipped"] == complete and info.result["written"] == n - complete
     check_pairs(s3, "aug2/out", n, seed=11, sha256=tiny_store.get("tiny").sha256)
+
+
+def worker_running(conn: Redis, workers: list[WorkerProcess], job_id: str) -> WorkerProcess:
+    """The started worker process whose work horse runs ``job_id``."""
+    name = Job.fetch(job_id, connection=conn).worker_name
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + str(name), connection=conn)
+    assert worker is not None, f"job {job_id} runs on no registered worker"
+    return next(w for w in workers if w.process.pid == worker.pid)
+
+
+def running_shard(conn: Redis, board: ShardBoard, victim: str, shards: int) -> tuple[str, int]:
+    """(job id, shard) of a shard half done: the parent's own shard 0, or one a shard job runs."""
+    if victim == "parent":
+        written = board.progress().get(0, {}).get("written", 0)
+        return (board.job_id, 0) if written >= 1 and not board.is_finished(0) else ("", -1)
+    for shard in range(1, shards):
+        if not Job.exists(shard_job_id(board.job_id, shard), connection=conn):
+            continue
+        job = Job.fetch(shard_job_id(board.job_id, shard), connection=conn)
+        if job.get_meta().get("progress", {}).get("written", 0) >= 1 and not board.is_finished(shard):
+            return job.id, shard
+    return "", -1
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("victim", ["parent", "shard"])
+def test_sharded_job_survives_a_worker_killed_mid_shard(
+    victim: str, redis_conn: Redis, rq_worker: WorkerFactory, s3: S3Service, settings: Settings,
+    tiny_store: ModelStore,
+) -> None:
+    """Two workers share the shards; SIGKILL one mid-shard: exactly N pairs and N manifest lines.
+
+    The parent takes shard 0 and then works from the back, so the other worker's first shard
+    job (shard 1, started while the parent is busy) is the one that runs on a shard job.
+    """
+    out, n, per_shard = f"shard-{victim}/out", 96, 24
+    put_masks(s3, f"shard-{victim}/src", count=6, size=256)
+    req = AugmentJobRequest(source=f"s3://{s3.bucket}/shard-{victim}/src/", output=f"s3://{s3.bucket}/{out}/",
+                            model="tiny", variants_per_mask=16, seed=13, noise=0.5, pairs_per_shard=per_shard)
+    workers = [rq_worker(env=settings.to_env()) for _ in range(2)]
+    info = enqueue_augment(redis_conn, req, settings)
+    board = ShardBoard(redis_conn, info.id, settings.job_lease_seconds, settings.result_ttl)
+    deadline = time.monotonic() + 120
+    while (found := running_shard(redis_conn, board, victim, n // per_shard))[1] < 0:
+        assert time.monotonic() < deadline, (get_job(redis_conn, info.id), board.finished())
+        time.sleep(0.05)
+    job_id, shard = found
+    worker_running(redis_conn, workers, job_id).kill()  # worker and work horse, as when a machine dies
+    done = [k for k in keys(s3, out) if k.startswith("records/")]
+    in_shard = [k for k in done if shard * per_shard <= int(k[8:14]) < (shard + 1) * per_shard]
+    assert 1 <= len(in_shard) < per_shard and not board.is_finished(shard), "killed after the shard"
+
+    info = wait_for(redis_conn, info.id, finished, timeout_s=240)
+    assert info.result is not None and info.result["shards"] == n // per_shard
+    assert info.result["written"] + info.result["skipped"] == n and info.result["skipped"] >= len(in_shard)
+    assert info.progress["done"] == n and info.progress["shards"]["finished"] == n // per_shard
+    killed = wait_for(redis_conn, job_id, finished, timeout_s=120)  # the killed job was retried
+    assert killed.retries_left == settings.job_retries - 1
+    check_pairs(s3, out, n, seed=13, sha256=tiny_store.get("tiny").sha256)
+    listed = [j.id for j in list_jobs(redis_conn)]
+    assert listed == [info.id], "shard jobs are not listed"
+    shard_jobs = [get_job(redis_conn, shard_job_id(info.id, k)) for k in range(1, n // per_shard)]
+    assert all(j.parent == info.id and j.kind == "augment-shard" for j in shard_jobs)
 
 
 def test_train_job_publishes_a_model(
