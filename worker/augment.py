@@ -1,8 +1,10 @@
 """Bulk augmentation: image/mask pairs from a set of masks, restartable pair by pair.
 
-The job's pairs are planned up front: source masks (sorted) x geometric transforms x
-variants, pair ``i`` with a seed derived from (job seed, ``i``). Any contiguous range of
-pairs (a shard, see :mod:`worker.fanout`) can be planned from the masks it uses alone.
+The job's pairs are planned up front by :mod:`model.augmentation` (source masks (sorted) x
+geometric transforms x variants, pair ``i`` with a seed derived from (job seed, ``i``)),
+which also generates them; this module adds sources, storage, resumption and progress. Any
+contiguous range of pairs (a shard, see :mod:`worker.fanout`) can be planned from the
+masks it uses alone.
 Where and how pairs are written, and what marks one as complete, is the output layout's
 business (:mod:`worker.layouts`): a rerun skips complete pairs and regenerates the rest
 with the same seeds, so it ends with exactly the planned pairs. ``manifest.jsonl`` is
@@ -11,9 +13,7 @@ assembled from the per-pair (or per-tar) records in index order at the end.
 
 from __future__ import annotations
 
-import hashlib
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from worker.layouts import Counter, Layout, Report, Sample, ShouldStop, file_keys, open_layout
+from model.augmentation import (
+    MAX_PAIR_SEED,
+    TRANSFORMS,
+    Pair,
+    PairMaker,
+    pair_seed,
+    plan_pairs,
+    transform,
+)
+from worker.layouts import Counter, Layout, Report, Sample, ShouldStop, open_layout
 from worker.models import ModelStore
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
@@ -31,71 +40,8 @@ if TYPE_CHECKING:
     from model.pipeline import Pipeline
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-MAX_PAIR_SEED = 2**31 - 2
-TRANSFORMS: dict[str, tuple[str, ...]] = {
-    "none": ("id",),
-    "flips": ("id", "flip_h", "flip_v"),
-    "rotations": ("id", "rot90", "rot180", "rot270"),
-    "all": ("id", "rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "antitranspose"),
-}
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One planned output pair."""
-
-    index: int
-    mask_key: str
-    transform: str
-    variant: int
-    seed: int
-
-    @property
-    def stem(self) -> str:
-        source = Path(self.mask_key).stem
-        shape = "" if self.transform == "id" else f"_{self.transform}"
-        return f"{self.index:06d}_{source}{shape}_v{self.variant}"
-
-    @property
-    def keys(self) -> tuple[str, str, str]:
-        """(image key, mask key, record key) in the ``files`` layout."""
-        return file_keys(self.index, self.stem)
-
-
-def pair_seed(job_seed: int, index: int) -> int:
-    """The seed of pair ``index``: a hash of (job seed, index), stable across runs."""
-    digest = hashlib.blake2b(f"{job_seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % MAX_PAIR_SEED
-
-
-def plan_pairs(
-    mask_keys: list[str], transforms: tuple[str, ...], variants: int, job_seed: int, first_mask: int = 0
-) -> list[Pair]:
-    """Every pair of ``mask_keys`` in index order: mask, then transform, then variant.
-
-    Args:
-        first_mask: position of ``mask_keys[0]`` in the job's whole mask list (for shards).
-    """
-    combos = [(m, t, v) for m in mask_keys for t in transforms for v in range(variants)]
-    offset = first_mask * len(transforms) * variants
-    return [Pair(offset + i, m, t, v, pair_seed(job_seed, offset + i)) for i, (m, t, v) in enumerate(combos)]
-
-
-def transform(labels: np.ndarray, name: str) -> np.ndarray:
-    """One of the 8 flips/rotations of a (H, W) label map."""
-    ops: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "id": lambda a: a,
-        "rot90": lambda a: np.rot90(a, 1),
-        "rot180": lambda a: np.rot90(a, 2),
-        "rot270": lambda a: np.rot90(a, 3),
-        "flip_h": np.fliplr,
-        "flip_v": np.flipud,
-        "transpose": lambda a: a.T,
-        "antitranspose": lambda a: np.rot90(a, 2).T,
-    }
-    return np.ascontiguousarray(ops[name](labels))
-
-
+__all__ = ["MAX_PAIR_SEED", "TRANSFORMS", "Augmenter", "Pair", "list_masks", "pair_seed", "plan_pairs",
+           "prepare", "run_augment", "source_location", "transform"]
 def png_bytes(array: np.ndarray) -> bytes:
     """PNG of an RGB uint8 image or an 8/16-bit single-channel mask."""
     buf = io.BytesIO()
@@ -132,7 +78,7 @@ def list_masks(storage: Storage) -> list[str]:
 
 # ---- the job -----------------------------------------------------------------------------
 class Augmenter:
-    """Makes the samples of planned pairs with a loaded pipeline.
+    """Makes the samples of planned pairs with a loaded pipeline (generation: model.augmentation).
 
     Args:
         pipe: the loaded model.
@@ -146,27 +92,18 @@ class Augmenter:
                  max_pixels: int) -> None:
         self.pipe, self.model_name, self.source, self.req = pipe, model_name, source, req
         self.max_pixels = max_pixels
-        self._labels: tuple[str, np.ndarray] | None = None
-        for old, new in (req.relabel or {}).items():  # fail before any work on unknown names
-            pipe.classes.index_of(old), pipe.classes.index_of(new)
+        self.maker = PairMaker(pipe, self.read_mask, req.noise, req.relabel)
 
-    def labels(self, mask_key: str) -> np.ndarray:
-        """Class indices of a source mask after relabelling (the last one is cached)."""
-        if self._labels is None or self._labels[0] != mask_key:
-            from model.imageio import read_mask
+    def read_mask(self, mask_key: str) -> np.ndarray:
+        """Raw values of a source mask, with the decompression-bomb guard."""
+        from model.imageio import read_mask
 
-            uri = self.source.uri_for(mask_key)
-            raw = read_mask(self.source.read_bytes(mask_key), max_pixels=self.max_pixels, name=uri)
-            labels = self.pipe.decode_mask(raw)
-            if self.req.relabel:
-                labels = self.pipe.classes.relabel(labels, self.req.relabel)
-            self._labels = (mask_key, labels)
-        return self._labels[1]
+        uri = self.source.uri_for(mask_key)
+        return read_mask(self.source.read_bytes(mask_key), max_pixels=self.max_pixels, name=uri)
 
     def sample(self, pair: Pair) -> Sample:
         """Generate one pair: the image and mask as PNG and its manifest fields."""
-        labels = transform(self.labels(pair.mask_key), pair.transform)
-        image = self.pipe.generate(labels, n=1, seed=pair.seed, noise=self.req.noise, encoding="index").images[0]
+        image, labels = self.maker.make(pair)
         record = {
             "index": pair.index, "source_mask": self.source.uri_for(pair.mask_key),
             "transform": pair.transform, "variant": pair.variant, "seed": pair.seed,

@@ -31,13 +31,17 @@ MANIFEST = "manifest.jsonl"
 
 
 class Planned(Protocol):
-    """A planned pair as far as a layout cares: its index and file stem."""
+    """A planned pair (``model.augmentation.Pair``) as far as a layout cares."""
 
     @property
     def index(self) -> int: ...
 
     @property
     def stem(self) -> str: ...
+
+    @property
+    def keys(self) -> tuple[str, str, str]:
+        """(image key, mask key, record key) in the ``files`` layout."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +109,6 @@ class Layout(ABC):
         self.out.write_bytes(MANIFEST, b"".join(line + b"\n" for line in self.records(total)))
 
 
-def file_keys(index: int, stem: str) -> tuple[str, str, str]:
-    """(image key, mask key, record key) of a pair in the ``files`` layout."""
-    return f"images/{stem}.png", f"masks/{stem}.png", f"records/{index:06d}.json"
-
-
 class FilesLayout(Layout):
     """One PNG per image and mask, one JSON record per pair (the record is written last)."""
 
@@ -117,7 +116,7 @@ class FilesLayout(Layout):
         for pair in pairs:
             if counter.stop():
                 return False
-            keys = file_keys(pair.index, pair.stem)
+            keys = pair.keys
             if all(self.out.exists(k) for k in reversed(keys)):
                 counter.add(skipped=1)
                 continue
@@ -130,7 +129,7 @@ class FilesLayout(Layout):
         return True
 
     def records(self, total: int) -> list[bytes]:
-        return [record_line(json.loads(self.out.read_bytes(file_keys(i, "")[2]))) for i in range(total)]
+        return [record_line(json.loads(self.out.read_bytes(f"records/{i:06d}.json"))) for i in range(total)]
 
 
 def sample_key(stem: str) -> str:
