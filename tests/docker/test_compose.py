@@ -59,3 +59,12 @@ def test_dockerfile_passes_hadolint() -> None:
     out = subprocess.run([tool("hadolint"), str(DOCKER / "Dockerfile")], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_multigpu_override_adds_a_trainer_with_every_gpu() -> None:
+    services = compose_config("compose.yml", "compose.multigpu.yml")["services"]
+    assert services["worker"]["command"][-1] == "augment" and services["trainer"]["command"][-1] == "train"
+    gpu = services["trainer"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["count"] == -1 or gpu["count"] == "all"
+    assert services["trainer"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["trainer"]["shm_size"]
