@@ -82,7 +82,8 @@ class Watch:
     def __init__(self, board: ShardBoard, specs: list[AugmentShard]) -> None:
         self.board, self.specs = board, specs
         self.total = sum(s.stop - s.start for s in specs)
-        self.start, self.done_at_start = time.monotonic(), None
+        self.start = time.monotonic()
+        self.done_at_start: int | None = None
 
     def progress(self) -> dict[str, Any]:
         finished, current = self.board.finished(), self.board.progress()
