@@ -85,7 +85,7 @@ class AugmentJobRequest(BaseModel):
         256, ge=1, le=100_000, description="webdataset only: samples per tar shard (the last one may hold fewer)"
     )
     pairs_per_shard: int = Field(
-        100, ge=1, le=1_000_000,
+        default=100, ge=1, le=1_000_000,
         description="pairs per shard job on the augment queue (workers take shards in parallel); "
         "with webdataset output rounded up to a multiple of samples_per_tar",
     )
