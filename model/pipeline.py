@@ -12,9 +12,9 @@ import torch
 
 from model.checkpoint import file_sha256, load_model
 from model.classes import MaskEncoding
-from model.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
 from model.nets.fuse import TILE, fuse_for_inference
-from model.train import resolve_device
+from model.training.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
+from model.training.train import resolve_device
 
 MAX_SEED = 2**31 - 1
 #: Variants are generated as one batch while batch x pixels stays under this budget;

@@ -92,7 +92,7 @@ def _choose_model(
     name = model or settings.default_model
     if model or not started or name in ModelStore(settings).names():
         return settings, name
-    from model.bench import random_model
+    from model.bench.generate import random_model
 
     store = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     path = random_model("base", 4, store)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import BaselineModelConfig, BaselineTrainConfig
-from model.data import TileSampler
+from model.training.data import TileSampler
 
 
 @dataclass

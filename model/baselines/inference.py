@@ -19,10 +19,10 @@ from model.baselines.nets import GENERATOR_ARCHS
 from model.baselines.serving import load_baseline
 from model.checkpoint import file_sha256
 from model.classes import MaskEncoding
-from model.data import image_pyramid, to_tensor, to_uint8
 from model.nets.blocks import crop, one_hot, pad_to_multiple
 from model.pipeline import Generation, Pipeline
-from model.train import resolve_device
+from model.training.data import image_pyramid, to_tensor, to_uint8
+from model.training.train import resolve_device
 
 
 class BaselinePipeline(Pipeline):

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model import losses
 from model.baselines.context import Context, update
 from model.baselines.nets import build_segmenter
 from model.config import MeanTeacherConfig
+from model.training import losses
 
 
 @torch.no_grad()

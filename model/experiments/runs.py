@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from model import metrics as M
 from model.config import baseline_preset, replace
-from model.evaluate import evaluate
+from model.evaluation import metrics as M
+from model.evaluation.evaluate import evaluate
 from model.experiments import tables
 from model.experiments.setup import METHODS, OURS_MODE, Method, Setup, crop_tiles
 
@@ -63,7 +63,7 @@ def _train_ours(
     eval_images: list[np.ndarray] | None,
     meta: dict[str, Any],
 ) -> Path:
-    from model.train import train
+    from model.training.train import train
 
     pre = setup.budget.ours
     changes = {**changes, "mode": OURS_MODE[setup.name]}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from model.config import PRESETS, replace
-from model.data import load_dataset, read_mask
 from model.pipeline import Pipeline
-from model.train import train
+from model.training.data import load_dataset, read_mask
+from model.training.train import train
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """One optimisation step at one scale: D, G and S updates (eq. 2, 6-8), as a table.
 
-The loop in :mod:`model.train` prepares a :class:`ScaleBatch` (real crops, coarser
+The loop in :mod:`model.training.train` prepares a :class:`ScaleBatch` (real crops, coarser
 outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses.
 """
 
@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model import losses
 from model.config import LossConfig
 from model.nets.blocks import one_hot
+from model.training import losses
 
 
 @dataclass

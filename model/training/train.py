@@ -23,15 +23,15 @@ import numpy as np
 import torch
 
 from model import report
-from model.batches import BatchMaker
 from model.checkpoint import atomic_save, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
-from model.data import Dataset, TileSampler, split_labeled
-from model.losses import load_perceptual
 from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
-from model.steps import ScaleNets, ScaleStep
+from model.training.batches import BatchMaker
+from model.training.data import Dataset, TileSampler, split_labeled
+from model.training.losses import load_perceptual
+from model.training.steps import ScaleNets, ScaleStep
 
 log = logging.getLogger("histosynth.train")
 

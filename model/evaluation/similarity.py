@@ -1,5 +1,5 @@
 """Image-set similarity: sliced Wasserstein distance on Laplacian-pyramid patches
-(Karras et al. 2018) and multi-scale SSIM (Wang et al. 2003). Re-exported by model.metrics.
+(Karras et al. 2018) and multi-scale SSIM (Wang et al. 2003). Re-exported by model.evaluation.metrics.
 """
 
 from __future__ import annotations

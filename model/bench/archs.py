@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from model.bench import bench_classes, bench_generate, random_model
+from model.bench.generate import bench_classes, bench_generate, random_model
 from model.nets.fuse import set_tile
 from model.report import Column, markdown_table
 
@@ -42,7 +42,7 @@ def bench_model(arch: str, args: argparse.Namespace, folder: Path) -> Path:
 
             return resolve_model(args.model)
         return random_model(args.preset, args.classes, folder)
-    from model.baselines.cli import random_baseline_model
+    from model.cli.baselines import random_baseline_model
 
     return random_baseline_model(arch, args.baseline_preset, bench_classes(args.classes), folder)
 

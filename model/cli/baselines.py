@@ -64,7 +64,7 @@ def build_baseline_configs(
 def cmd_train_baseline(args: argparse.Namespace) -> int:
     """Train the baseline named by ``--arch`` on ``--data`` into ``--out``."""
     from model.baselines.train import train_baseline
-    from model.data import load_dataset
+    from model.training.data import load_dataset
 
     if getattr(args, "threads", None):
         import torch

@@ -1,4 +1,4 @@
-"""Reading, dataset loading, tiling, sampling and pyramids (model/data.py, model/imageio.py)."""
+"""Reading, dataset loading, tiling, sampling and pyramids (model/training/data.py, model/imageio.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from model.classes import ClassTable
-from model.data import (
+from model.training.data import (
     Dataset,
     TileSampler,
     image_pyramid,

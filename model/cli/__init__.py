@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError)
 
 
@@ -119,12 +119,12 @@ def build_configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]
 
 def cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "arch", "ours") != "ours":
-        from model.baselines.cli import cmd_train_baseline
+        from model.cli.baselines import cmd_train_baseline
 
         return cmd_train_baseline(args)
     from model.checkpoint import load_model, save_model
-    from model.data import load_dataset
-    from model.train import train
+    from model.training.data import load_dataset
+    from model.training.train import train
 
     if args.threads:
         import torch
@@ -173,8 +173,8 @@ def _add_generate(sub: Any) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model.data import read_mask
     from model.pipeline import Pipeline
+    from model.training.data import read_mask
 
     pipe = Pipeline.load(resolve_model(args.model), args.device)
     mask = read_mask(args.mask)
@@ -206,8 +206,8 @@ def _add_segment(sub: Any) -> None:
 def cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model.data import read_image
     from model.pipeline import Pipeline
+    from model.training.data import read_image
 
     pipe = Pipeline.load(resolve_model(args.model), args.device)
     labels = pipe.segment(read_image(args.image))
@@ -238,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_registrations() -> list[Callable[[Any], None]]:
-    from model import bench, evaluate, experiments, figures, package
+    from model import package
+    from model.bench import generate as bench
+    from model.cli import experiments
+    from model.evaluation import evaluate, figures
 
     return [evaluate.register, bench.register, experiments.register, figures.register, package.register]
 

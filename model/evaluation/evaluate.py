@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model import metrics as M
+from model.evaluation import metrics as M
 
 if TYPE_CHECKING:
-    from model.data import Dataset
     from model.pipeline import Pipeline
+    from model.training.data import Dataset
 
 Images = list[np.ndarray]
 
@@ -240,7 +240,7 @@ def evaluate(
         segmenter: the model whose segmenter judges mask consistency and manipulation
             (default: ``pipeline`` itself, i.e. its S_0).
         relabel: class renaming for the manipulation test, e.g. ``{"low_grade": "high_grade"}``.
-        extractor: FID/KID features (default: :class:`model.metrics.RandomConvExtractor`).
+        extractor: FID/KID features (default: :class:`model.evaluation.metrics.RandomConvExtractor`).
 
     Returns:
         A JSON-ready dict (non-finite numbers become None).
@@ -409,7 +409,7 @@ def _load_pipeline(name_or_path: str, device: str) -> Pipeline:
 
 
 def _load_dataset(root: str, classes: Any, layout: str) -> Dataset:
-    from model.data import load_dataset
+    from model.training.data import load_dataset
 
     return load_dataset(root, classes, layout=layout)  # type: ignore[arg-type]
 

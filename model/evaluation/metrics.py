@@ -17,7 +17,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.metrics import hausdorff_distance
 
-from model.features import (  # re-exported
+from model.evaluation.features import (  # re-exported
     FeatureExtractor,
     InceptionExtractor,
     RandomConvExtractor,
@@ -25,7 +25,7 @@ from model.features import (  # re-exported
     kernel_inception_distance,
     make_extractor,
 )
-from model.similarity import (  # re-exported
+from model.evaluation.similarity import (  # re-exported
     laplacian_pyramid,
     mean_pairwise_ms_ssim,
     ms_scales,

@@ -10,8 +10,8 @@ import scipy.stats
 import torch
 from skimage.metrics import structural_similarity
 
-from model import metrics as M
-from model.similarity import _wasserstein_1d
+from model.evaluation import metrics as M
+from model.evaluation.similarity import _wasserstein_1d
 
 # ---- segmentation scores -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.config import AdvLoss
-from model.losses import (
+from model.training.losses import (
     DiscOutput,
     PerceptualLoss,
     VGG19Features,

@@ -11,8 +11,8 @@ import torch
 
 from model.checkpoint import read_payload
 from model.config import PRESETS, replace
-from model.data import load_dataset
-from model.train import Progress, train
+from model.training.data import load_dataset
+from model.training.train import Progress, train
 
 TINY = PRESETS["tiny"]
 

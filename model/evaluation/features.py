@@ -5,7 +5,7 @@ every extractor has a ``name`` that reports carry. :class:`InceptionExtractor` l
 TorchScript Inception-v3 (``inception-2015-12-05.pt``, the stylegan2-ada convention) from a
 local file; nothing is ever downloaded. Without one, :class:`RandomConvExtractor` gives
 honest random-conv features (a fixed seeded network): comparable between runs of this project,
-not with published FIDs. Re-exported by model.metrics.
+not with published FIDs. Re-exported by model.evaluation.metrics.
 """
 
 from __future__ import annotations

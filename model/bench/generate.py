@@ -186,13 +186,13 @@ _COLUMNS: list[Column] = [
 def cmd_bench_generate(args: argparse.Namespace) -> int:
     from model.cli import resolve_model
     from model.pipeline import Pipeline
-    from model.train import resolve_device
+    from model.training.train import resolve_device
 
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if getattr(args, "arch", ["ours"]) != ["ours"] or device.type == "cuda":
-        from model.bench_archs import cmd_bench_archs
+        from model.bench.archs import cmd_bench_archs
 
         return cmd_bench_archs(args, device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,7 +73,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     import json
 
     from model.cli import resolve_model
-    from model.data import read_image, read_mask
+    from model.training.data import read_image, read_mask
 
     pipe = Pipeline.load(resolve_model(args.model), args.device)
     labels = pipe.decode_mask(read_mask(args.mask))

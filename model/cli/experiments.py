@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from model.config import EXPERIMENT_BUDGETS
-from model.evaluate import to_jsonable
+from model.evaluation.evaluate import to_jsonable
 from model.experiments import tables
 from model.experiments.runs import run_generation, run_ssl, run_supervised
 from model.experiments.setup import EXPERIMENTS, describe, make_setup

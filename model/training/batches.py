@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
 from model.report import image_grid
-from model.steps import ScaleBatch
+from model.training.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
+from model.training.steps import ScaleBatch
 
 if TYPE_CHECKING:
-    from model.train import Trainer
+    from model.training.train import Trainer
 
 Window = tuple[int, int, int, int]  # top, left, height, width
 

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model import evaluate as E
 from model.classes import ClassTable
-from model.data import Dataset
+from model.evaluation import evaluate as E
+from model.training.data import Dataset
 from tests.conftest import SYNTH_CLASSES, synthetic_tile
 
 PALETTE = np.array([[235, 170, 200], [150, 90, 170], [110, 50, 140]], np.float64)

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import metrics
 from model.cli import main
-from model.data import load_dataset
-from model.experiments import crop_tiles, default_holdout, downscale, run_experiment
+from model.cli.experiments import run_experiment
+from model.evaluation import metrics
+from model.experiments import crop_tiles, default_holdout, downscale
+from model.training.data import load_dataset
 
 
 class MeanColour:

@@ -1,0 +1,1 @@
+"""Benchmarks: generation speed (generate) and generators side by side (archs)."""
