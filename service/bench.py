@@ -130,10 +130,10 @@ def bench_direct(
     settings: Settings, model: str, mask: np.ndarray, n: int, calls: int, warmup: int
 ) -> dict[str, Any]:
     """Sequential ``Pipeline.generate`` calls in this process (no HTTP, no PNG)."""
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
     from worker.models import ModelStore
 
-    pipe = Pipeline.load(ModelStore(settings).local_path(model), device=settings.device)
+    pipe = load_pipeline(ModelStore(settings).local_path(model), device=settings.device)
     for i in range(warmup):
         pipe.generate(mask, n=n, seed=i, encoding="index")
     latencies = []

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from model.pipeline import Pipeline
+from model.pipeline import Pipeline, load_pipeline
 from worker.models import ModelStore
 
 log = logging.getLogger("histosynth.service")
@@ -83,7 +83,7 @@ class ModelRegistry:
     def _load(self, info: Any) -> Entry:
         try:
             path = self.store.local_path(info.name)
-            pipeline = Pipeline.load(path, device=self.device)
+            pipeline = load_pipeline(path, device=self.device)
         except Exception as exc:  # a broken file must not take the service down
             log.error("cannot load model %r: %s", info.name, exc)
             return Entry(info=info, error=str(exc))

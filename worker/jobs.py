@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rq import get_current_job
 from rq.job import Job
 
+from model.errors import USER_ERRORS
 from worker.augment import run_augment
 from worker.models import ModelStore
 from worker.runtime import Lease, cancel_requested
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from model.training.train import Progress
 
 log = logging.getLogger("histosynth.jobs")
-
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
-
 
 @dataclass
 class JobContext:

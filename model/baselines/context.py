@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from model.config import BaselineModelConfig, BaselineTrainConfig
+from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
 from model.training.data import TileSampler
 
 

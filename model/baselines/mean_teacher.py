@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.baselines.config import MeanTeacherConfig
 from model.baselines.context import Context, update
 from model.baselines.nets import build_segmenter
-from model.config import MeanTeacherConfig
 from model.training import losses
 
 

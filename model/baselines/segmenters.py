@@ -11,8 +11,8 @@ from torch import nn
 from model.baselines.context import Context, update
 from model.baselines.nets import build_segmenter
 from model.nets.segmenter import PyramidSegmenter
+from model.tensors import image_pyramid, mask_pyramid
 from model.training import losses
-from model.training.data import image_pyramid, mask_pyramid
 
 
 class SegmenterRunner:

@@ -19,16 +19,18 @@ import torch
 from torch import nn
 
 from model import report
+from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
 from model.baselines.context import Context
 from model.baselines.gan import GanRunner
 from model.baselines.mean_teacher import MeanTeacherRunner
 from model.baselines.nets import GENERATOR_ARCHS, check_arch
 from model.baselines.segmenters import PyramidRunner, SegmenterRunner
 from model.baselines.serving import save_baseline
-from model.config import BaselineModelConfig, BaselineTrainConfig, to_dict
+from model.config import to_dict
+from model.device import resolve_device
 from model.training.data import Dataset, TileSampler, split_labeled
 from model.training.losses import load_perceptual
-from model.training.train import Progress, TrainResult, resolve_device
+from model.training.train import Progress, TrainResult
 
 
 class Runner(Protocol):

@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 
+from model.arguments import resolve_model
+from model.baselines.config import baseline_preset
+from model.baselines.nets import build_generator, build_segmenter
+from model.baselines.serving import save_baseline
 from model.bench.generate import bench_classes, bench_generate, random_model
+from model.classes import ClassTable
+from model.config import replace
 from model.nets.fuse import set_tile
 from model.report import Column, markdown_table
 
@@ -38,12 +44,8 @@ def bench_model(arch: str, args: argparse.Namespace, folder: Path) -> Path:
         raise ValueError(f"{arch!r} cannot generate; bench one of {', '.join(GENERATOR_ARCHS)}")
     if arch == "ours":
         if args.model:
-            from model.cli import resolve_model
-
             return resolve_model(args.model)
         return random_model(args.preset, args.classes, folder)
-    from model.cli.baselines import random_baseline_model
-
     return random_baseline_model(arch, args.baseline_preset, bench_classes(args.classes), folder)
 
 
@@ -90,7 +92,7 @@ _ARCH_COLUMNS: list[Column] = [
 
 def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:
     """Time every ``--arch`` generator, print the side-by-side table, write JSON."""
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
     if args.model and args.arch != ["ours"]:
         raise ValueError("--model benchmarks one serving file; use it without --arch")
@@ -103,7 +105,7 @@ def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:
     peaks: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
-            pipe = Pipeline.load(bench_model(arch, args, Path(tmp)), str(device))
+            pipe = load_pipeline(bench_model(arch, args, Path(tmp)), str(device))
             if arch == "ours" and args.tile is not None:
                 set_tile(pipe.generator, args.tile)
             arch_rows = [
@@ -129,3 +131,19 @@ def cmd_bench_archs(args: argparse.Namespace, device: torch.device) -> int:
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")
     return 0
+
+
+def random_baseline_model(arch: str, preset_name: str, classes: ClassTable, folder: Path) -> Path:
+    """A baseline serving file with freshly initialised weights (for speed benchmarks).
+
+    Args:
+        arch: a baseline name.
+        preset_name: its ``BASELINE_PRESETS`` budget (``paper`` = the published networks).
+        classes: the class table (K = its size).
+        folder: where ``<arch>.pt`` is written.
+    """
+    cfg = replace(baseline_preset(arch, preset_name).model, num_classes=classes.num_classes)
+    torch.manual_seed(0)
+    generator, segmenter = build_generator(cfg), build_segmenter(cfg)
+    meta = {"name": f"random-{arch}", "has_segmenter": segmenter is not None}
+    return save_baseline(folder / f"{arch}.pt", cfg, classes, meta, generator, segmenter)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.nets.fuse import TILE, set_tile, tiling_off
+from model.arguments import resolve_model
+from model.nets.fuse import set_tile, tiling_off
 from model.report import Column, markdown_table
 
 
@@ -183,21 +184,13 @@ _COLUMNS: list[Column] = [
 ]
 
 
-def cmd_bench_generate(args: argparse.Namespace) -> int:
-    from model.cli import resolve_model
-    from model.pipeline import Pipeline
-    from model.training.train import resolve_device
+def cmd_bench_generate(args: argparse.Namespace, device: torch.device) -> int:
+    """Time our generator on the CPU, print the table, write JSON."""
+    from model.pipeline import load_pipeline
 
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if getattr(args, "arch", ["ours"]) != ["ours"] or device.type == "cuda":
-        from model.bench.archs import cmd_bench_archs
-
-        return cmd_bench_archs(args, device)
     with tempfile.TemporaryDirectory() as tmp:
         path = resolve_model(args.model) if args.model else random_model(args.preset, args.classes, Path(tmp))
-        pipe = Pipeline.load(path, str(device))
+        pipe = load_pipeline(path, str(device))
         if args.tile is not None:
             set_tile(pipe.generator, args.tile)
         rows = bench_generate(pipe, args.size, args.batch, args.repeat)
@@ -214,39 +207,3 @@ def cmd_bench_generate(args: argparse.Namespace) -> int:
 
 def _tile_of(generator: nn.Module) -> int | None:
     return next((m.tile for m in generator.modules() if getattr(m, "tile", None)), None)
-
-
-def _ints(text: str) -> list[int]:
-    from model.cli import _csv_ints
-
-    return _csv_ints(text)
-
-
-def _names(text: str) -> list[str]:
-    from model.cli import _csv
-
-    return _csv(text)
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmarks (generate; the service adds serve)")
-    bsub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    p.subcommands = bsub  # the service registers `bench serve` here
-    g = bsub.add_parser("generate", help="generation speed, memory and conv efficiency")
-    g.add_argument("--size", type=_ints, default=[256, 512, 1024], help="square mask sides, e.g. 256,512,1024")
-    g.add_argument("--batch", type=_ints, default=[1], help="variants per call, e.g. 1,4")
-    g.add_argument("--device", default="auto")
-    g.add_argument("--preset", default="base", help="preset for a random-weight model (default base)")
-    g.add_argument("--classes", type=int, default=4, help="classes of the random-weight model")
-    g.add_argument("--model", help="benchmark this serving file or bundled model instead")
-    g.add_argument("--repeat", type=int, default=3)
-    g.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    g.add_argument("--tile", type=int,
-                   help=f"ours: tile side of the generator's conv stacks, 0 = untiled (default: "
-                        f"{TILE} on a CPU, untiled on CUDA)")
-    g.add_argument("--json", default="bench-generate.json", help="where to write the results")
-    g.add_argument("--arch", type=_names, default=["ours"],
-                   help="generators side by side, e.g. ours,pix2pix,pix2pixhd (ratios to ours)")
-    g.add_argument("--baseline-preset", default="paper",
-                   help="baseline networks of random-weight baselines: tiny | small | paper (default)")
-    g.set_defaults(func=cmd_bench_generate)

@@ -8,38 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KeyError)
+from model.arguments import csv_ints, csv_list, resolve_model
+from model.errors import run
 
-
-def resolve_model(name_or_path: str) -> Path:
-    """A serving file path, or a model name looked up in ./models and the bundled models/."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    for folder in (Path.cwd() / "models", REPO_ROOT / "models"):
-        candidate = folder / f"{name_or_path}.pt"
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no model file or bundled model named {name_or_path!r} (looked in ./models and {REPO_ROOT / 'models'})")
-
-
-def _csv_ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _csv(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+__all__ = ["build_configs", "build_parser", "main", "run"]  # run: service.cli dispatches through it
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -60,7 +38,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/, classes.json [, unlabeled/]")
     p.add_argument("--classes", help="class table JSON (default: DATA/classes.json)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
-    from model.config import ARCHS
+    from model.baselines.config import ARCHS
 
     p.add_argument("--arch", default="ours", choices=ARCHS,
                    help="ours (default) or a baseline of the paper's comparisons")
@@ -71,8 +49,8 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps per scale")
     p.add_argument("--tile-size", type=int)
     p.add_argument("--crop", type=int, help="crop side for scales finer than it")
-    p.add_argument("--batch-sizes", type=_csv_ints, help="per scale, coarse to fine, e.g. 8,6,4,4,3")
-    p.add_argument("--exclude", type=_csv, default=[], help="image stems to hold out, e.g. test10,test106")
+    p.add_argument("--batch-sizes", type=csv_ints, help="per scale, coarse to fine, e.g. 8,6,4,4,3")
+    p.add_argument("--exclude", type=csv_list, default=[], help="image stems to hold out, e.g. test10,test106")
     p.add_argument("--labeled-fraction", type=float, help="ssl: share of labelled tiles kept labelled")
     p.add_argument("--transductive", action="store_true", help="ssl: add held-out images to the unlabelled pool")
     p.add_argument("--perceptual-weights", help="local VGG19 weights (torchvision vgg19 state dict)")
@@ -173,10 +151,10 @@ def _add_generate(sub: Any) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
     from model.training.data import read_mask
 
-    pipe = Pipeline.load(resolve_model(args.model), args.device)
+    pipe = load_pipeline(resolve_model(args.model), args.device)
     mask = read_mask(args.mask)
     t0 = time.perf_counter()
     result = pipe.generate(mask, n=args.n, seed=args.seed, noise=args.noise, encoding=args.encoding)
@@ -206,10 +184,10 @@ def _add_segment(sub: Any) -> None:
 def cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
     from model.training.data import read_image
 
-    pipe = Pipeline.load(resolve_model(args.model), args.device)
+    pipe = load_pipeline(resolve_model(args.model), args.device)
     labels = pipe.segment(read_image(args.image))
     if args.format == "color":
         out = pipe.classes.to_color(labels)
@@ -238,27 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_registrations() -> list[Callable[[Any], None]]:
-    from model import package
-    from model.bench import generate as bench
+    from model import bench, package
     from model.cli import experiments
     from model.evaluation import evaluate, figures
 
     return [evaluate.register, bench.register, experiments.register, figures.register, package.register]
-
-
-def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse, dispatch, and turn user errors into one line and exit code 2."""
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"histosynth: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("histosynth: interrupted", file=sys.stderr)
-        return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:

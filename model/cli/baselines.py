@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.baselines.nets import build_generator, build_segmenter
+from model.baselines.config import BaselineModelConfig, BaselineTrainConfig, baseline_preset
 from model.baselines.serving import load_baseline, save_baseline
-from model.classes import ClassTable
-from model.config import BaselineModelConfig, BaselineTrainConfig, baseline_preset, replace
+from model.config import replace
 
 #: ``histosynth train`` options that only our pyramid understands.
 OURS_ONLY = {"mode": "--mode", "crop": "--crop", "resume": "--resume"}
@@ -109,21 +108,3 @@ def cmd_train_baseline(args: argparse.Namespace) -> int:
         print(f"half-precision serving file: {half}")
     print(f"model: {result.model_path}\nrun directory: {result.run_dir}")
     return 0
-
-
-def random_baseline_model(arch: str, preset_name: str, classes: ClassTable, folder: Path) -> Path:
-    """A baseline serving file with freshly initialised weights (for speed benchmarks).
-
-    Args:
-        arch: a baseline name.
-        preset_name: its ``BASELINE_PRESETS`` budget (``paper`` = the published networks).
-        classes: the class table (K = its size).
-        folder: where ``<arch>.pt`` is written.
-    """
-    import torch
-
-    cfg = replace(baseline_preset(arch, preset_name).model, num_classes=classes.num_classes)
-    torch.manual_seed(0)
-    generator, segmenter = build_generator(cfg), build_segmenter(cfg)
-    meta = {"name": f"random-{arch}", "has_segmenter": segmenter is not None}
-    return save_baseline(folder / f"{arch}.pt", cfg, classes, meta, generator, segmenter)

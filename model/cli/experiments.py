@@ -1,87 +1,15 @@
-"""``histosynth experiment``: :func:`run_experiment` and the subcommand."""
+"""``histosynth experiment``: the subcommand of :func:`model.experiments.runs.run_experiment`."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from model.config import EXPERIMENT_BUDGETS
-from model.evaluation.evaluate import to_jsonable
+from model.arguments import csv_list
 from model.experiments import tables
-from model.experiments.runs import run_generation, run_ssl, run_supervised
-from model.experiments.setup import EXPERIMENTS, describe, make_setup
-
-# ---- entry point -------------------------------------------------------------------------
-
-
-def run_experiment(
-    name: str,
-    data: str | Path,
-    out: str | Path,
-    *,
-    budget: str = "small",
-    holdout: list[str] | None = None,
-    seeds: int | None = None,
-    inception: str | None = None,
-    classes: str | None = None,
-    layout: str = "folder",
-    device: str | None = None,
-    perceptual_weights: str | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Run one experiment and write ``OUT/<name>.md`` and ``OUT/<name>.json``.
-
-    Args:
-        name: generation, supervised or ssl.
-        data: dataset folder (images/, masks/, classes.json).
-        out: output folder (runs and results).
-        budget: toy (seconds), small (about an hour on a 2-core CPU), paper (GPU).
-        holdout: image stems held out for evaluation (default: the budget's count, last names).
-        seeds: ssl runs per fraction (default: the budget's).
-        inception: local TorchScript Inception-v3 for FID/KID (default: random-conv features).
-        classes, layout: as for ``load_dataset``.
-        device: auto, cpu or cuda for every run (default: each config's).
-        perceptual_weights: VGG19 weights for ours and pix2pixHD (default: the term is off).
-        log: progress lines (default: stderr).
-    """
-    setup = make_setup(
-        name,
-        data,
-        out,
-        budget,
-        holdout,
-        inception,
-        classes,
-        layout,
-        device,
-        perceptual_weights,
-        log,
-    )
-    started = time.perf_counter()
-    if name == "generation":
-        result = run_generation(setup)
-    elif name == "supervised":
-        result = run_supervised(setup)
-    else:
-        result = run_ssl(setup, seeds if seeds is not None else setup.budget.seeds)
-    result = to_jsonable(
-        {
-            "experiment": name,
-            "setup": describe(setup, seeds),
-            **result,
-            "paper": tables.PAPER.get(name),
-            "wall_time_s": time.perf_counter() - started,
-        }
-    )
-    setup.out.mkdir(parents=True, exist_ok=True)
-    (setup.out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (setup.out / f"{name}.md").write_text(tables.markdown(result))
-    setup.log(f"wrote {setup.out / f'{name}.md'} and {setup.out / f'{name}.json'}")
-    return result
+from model.experiments.config import EXPERIMENT_BUDGETS
+from model.experiments.runs import run_experiment
+from model.experiments.setup import EXPERIMENTS
 
 
 def register(subparsers: Any) -> None:
@@ -107,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--holdout",
-        type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
+        type=csv_list,
         help="held-out image stems (default: the last 2 names, sorted)",
     )
     p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from model.arguments import csv_list, resolve_model
 from model.evaluation import metrics as M
 
 if TYPE_CHECKING:
@@ -371,10 +372,6 @@ def _mapping(text: str) -> dict[str, str]:
     return out
 
 
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` subcommand.
 
@@ -388,7 +385,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/")
     p.add_argument("--classes", help="class table JSON (default: the model's class table)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
-    p.add_argument("--holdout", type=_names, required=True, help="held-out image stems, e.g. test10,test106")
+    p.add_argument("--holdout", type=csv_list, required=True, help="held-out image stems, e.g. test10,test106")
     p.add_argument("--variants", type=int, default=8, help="generated images per held-out mask")
     p.add_argument("--crop", type=int, default=1024, help="centre-crop side; 0 = whole tiles")
     p.add_argument("--seed", type=int, default=0)
@@ -402,10 +399,9 @@ def register(subparsers: Any) -> None:
 
 
 def _load_pipeline(name_or_path: str, device: str) -> Pipeline:
-    from model.cli import resolve_model
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
-    return Pipeline.load(resolve_model(name_or_path), device)
+    return load_pipeline(resolve_model(name_or_path), device)
 
 
 def _load_dataset(root: str, classes: Any, layout: str) -> Dataset:

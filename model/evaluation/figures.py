@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.pipeline import Pipeline, generate_pyramid
+from model.arguments import csv_ints, resolve_model
+from model.pipeline import Pipeline, generate_pyramid, load_pipeline
 from model.report import image_grid
 
 Box = tuple[int, int, int]  # top, left, side
@@ -72,10 +73,9 @@ def _save(array: np.ndarray, path: Path) -> Path:
 def cmd_figures(args: argparse.Namespace) -> int:
     import json
 
-    from model.cli import resolve_model
     from model.training.data import read_image, read_mask
 
-    pipe = Pipeline.load(resolve_model(args.model), args.device)
+    pipe = load_pipeline(resolve_model(args.model), args.device)
     labels = pipe.decode_mask(read_mask(args.mask))
     real = read_image(args.image) if args.image else None
     if real is not None and real.shape[:2] != labels.shape:
@@ -97,14 +97,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    from model.cli import _csv_ints
-
     p = sub.add_parser("figures", help="README figures: variants with inset, pyramid, grade manipulation")
     p.add_argument("--model", required=True)
     p.add_argument("--mask", required=True, help="mask file (raw values or palette colours)")
     p.add_argument("--image", help="the real image of the mask, shown as the last column")
-    p.add_argument("--seeds", type=_csv_ints, default=[0, 1, 2], help="one variant per seed")
-    p.add_argument("--inset", type=_csv_ints, default=[384, 384], help="top,left of the 256x256 inset")
+    p.add_argument("--seeds", type=csv_ints, default=[0, 1, 2], help="one variant per seed")
+    p.add_argument("--inset", type=csv_ints, default=[384, 384], help="top,left of the 256x256 inset")
     p.add_argument("--relabel", help="e.g. low_grade=high_grade for the manipulation pair")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="docs/figures")

@@ -14,7 +14,7 @@ interrupted run of ours resumes, so a killed experiment continues where it stopp
 ``OUT/<experiment>.md`` (tables) and ``OUT/<experiment>.json`` (everything).
 """
 
-from model.experiments.runs import segmentation_report, train_method
+from model.experiments.runs import run_experiment, segmentation_report, train_method
 from model.experiments.setup import (
     EXPERIMENTS,
     METHODS,
@@ -34,6 +34,7 @@ __all__ = [
     "crop_tiles",
     "default_holdout",
     "downscale",
+    "run_experiment",
     "segmentation_report",
     "subset",
     "train_method",

@@ -7,19 +7,21 @@ scales run on the whole tile under ``no_grad``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model.config import ModelConfig, TrainConfig
+from model.nets.generator import PyramidGenerator
+from model.nets.segmenter import PyramidSegmenter
 from model.report import image_grid
-from model.training.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
+from model.tensors import image_pyramid, mask_pyramid, to_tensor, to_uint8
+from model.training.data import Dataset, TileSampler
 from model.training.steps import ScaleBatch
-
-if TYPE_CHECKING:
-    from model.training.train import Trainer
 
 Window = tuple[int, int, int, int]  # top, left, height, width
 
@@ -35,10 +37,31 @@ def _crop(x: Tensor | None, w: Window) -> Tensor | None:
     return x[..., top:top + h, left:left + wd]
 
 
-class BatchMaker:
-    """Builds :class:`ScaleBatch` objects for a :class:`Trainer` (reads its nets and RNGs)."""
+class TrainingRun(Protocol):
+    """What the batch maker reads from the trainer: configs, nets, samplers and the RNG."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    device: torch.device
+    gen: torch.Generator
+    generator: PyramidGenerator
+    segmenter: PyramidSegmenter
+    sampler: TileSampler
+    unlabeled_sampler: TileSampler | None
+    labeled: Dataset
+    dataset: Dataset
+    rank: int
+
+    @property
+    def num_scales(self) -> int: ...
+
+    def autocast(self) -> AbstractContextManager: ...
+
+
+class BatchMaker:
+    """Builds :class:`ScaleBatch` objects for a training run (reads its nets and RNGs)."""
+
+    def __init__(self, trainer: TrainingRun) -> None:
         self.t = trainer
 
     # ---- random draws (all from the trainer's CPU generator, so resumes are exact) ----
@@ -89,7 +112,7 @@ class BatchMaker:
         if n == self.t.num_scales - 1:
             return None
         zs = self._noise_maps(ys, n + 1, 1.0 if noisy else 0.0)
-        with self.t._autocast():
+        with self.t.autocast():
             out = self.t.generator(ys, zs, stop_at=n + 1)
         return [o.float() if o is not None else None for o in out]
 
@@ -97,7 +120,7 @@ class BatchMaker:
     def _coarse_logits(self, n: int, xs: list[Tensor | None]) -> Tensor | None:
         if n == self.t.num_scales - 1:
             return None
-        with self.t._autocast():
+        with self.t.autocast():
             logits = self.t.segmenter(xs, None, stop_at=n + 1)
         return logits[n + 1].float()
 

@@ -1,4 +1,4 @@
-"""Datasets: labelled pairs, unlabelled images, tiling, augmentation, pyramids.
+"""Datasets: labelled pairs, unlabelled images, tiling, augmentation, resizing.
 
 Images are uint8 (H, W, 3) arrays on disk and float (B, 3, H, W) tensors in [-1, 1] in the
 networks; masks are int64 (H, W) class indices once decoded with the dataset's class table.
@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from model.classes import ClassInfo, ClassTable
 from model.imageio import IMAGE_SUFFIXES, read_image, read_mask  # read_* re-exported
+from model.tensors import pad_array, to_tensor
 
 Layout = Literal["folder", "glas"]
 
@@ -269,14 +269,6 @@ def tile_positions(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, i
     return [(t, s) for t in _starts(h, tile, stride) for s in _starts(w, tile, stride)]
 
 
-def _pad_to(arr: np.ndarray, tile: int, mode: Literal["reflect", "edge"]) -> np.ndarray:
-    ph, pw = max(0, tile - arr.shape[0]), max(0, tile - arr.shape[1])
-    if ph == 0 and pw == 0:
-        return arr
-    pad = [(0, ph), (0, pw)] + [(0, 0)] * (arr.ndim - 2)
-    return np.pad(arr, pad, mode=mode)
-
-
 class TileSampler:
     """Random augmented tiles from the tiling of a list of images (and their masks).
 
@@ -305,8 +297,8 @@ class TileSampler:
         if color_jitter < 0:
             raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
         self.tile_size, self.color_jitter = tile_size, color_jitter
-        self.images = [_pad_to(im, tile_size, "reflect") for im in images]
-        self.masks = None if masks is None else [_pad_to(m, tile_size, "edge") for m in masks]
+        self.images = [pad_array(im, (tile_size, tile_size), "reflect") for im in images]
+        self.masks = None if masks is None else [pad_array(m, (tile_size, tile_size), "edge") for m in masks]
         for i, im in enumerate(self.images):
             if self.masks is not None and self.masks[i].shape != im.shape[:2]:
                 raise ValueError(f"image {i} is {im.shape[:2]} but its mask {self.masks[i].shape}")
@@ -384,49 +376,7 @@ def _jitter(x: torch.Tensor, amounts: np.ndarray) -> torch.Tensor:
     return rgb.clamp(0, 1) * 2 - 1
 
 
-# ---- tensors, pyramids, resizing --------------------------------------------------------
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) to float (3, H, W) in [-1, 1]."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (3, H, W)
-    return x.float() / 127.5 - 1
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Float (3, H, W) or (B, 3, H, W) in [-1, 1] to uint8 (H, W, 3) or (B, H, W, 3)."""
-    if x.ndim not in (3, 4) or x.shape[-3] != 3:
-        raise ValueError(f"expected (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
-    u = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return u.movedim(-3, -1).cpu().numpy()
-
-
-def image_pyramid(x: torch.Tensor, num_scales: int) -> list[torch.Tensor]:
-    """Entry n is ``x`` average-pooled n times (n = 0 is ``x`` itself; odd sides round down)."""
-    _check_scales(x.shape[-2:], num_scales)
-    out = [x]  # (B, 3, H, W)
-    for _ in range(num_scales - 1):
-        out.append(F.avg_pool2d(out[-1], 2))  # (B, 3, H / 2**n, W / 2**n)
-    return out
-
-
-def mask_pyramid(
-    labels: torch.Tensor, num_classes: int, num_scales: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Soft one-hot masks (B, K, h, w) and their argmax labels (B, h, w), indexed by n."""
-    _check_scales(labels.shape[-2:], num_scales)
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}")
-    onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
-    onehots = image_pyramid(onehot, num_scales)
-    return onehots, [labels.long()] + [o.argmax(dim=1) for o in onehots[1:]]
-
-
-def _check_scales(size: Sequence[int], num_scales: int) -> None:
-    if num_scales < 1 or min(size) < 2 ** (num_scales - 1):
-        raise ValueError(f"a {tuple(size)} input is too small for {num_scales} scales")
+# ---- resizing ---------------------------------------------------------------------------
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

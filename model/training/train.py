@@ -25,6 +25,7 @@ import torch
 from model import report
 from model.checkpoint import atomic_save, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
+from model.device import resolve_device
 from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
@@ -57,17 +58,6 @@ class TrainResult:
     run_dir: Path
     model_path: Path | None
     stopped: bool
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def train(
@@ -149,7 +139,7 @@ class Trainer:
         )
         self.gen = torch.Generator().manual_seed(cfg.seed)  # noise, crops, pseudo-label choice
         self.batches = BatchMaker(self)
-        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self._autocast)
+        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
         self.log = report.MetricsLog(out / "metrics.jsonl")
@@ -169,7 +159,7 @@ class Trainer:
             )
         return labeled, unlabeled
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()

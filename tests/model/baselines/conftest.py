@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from model.config import baseline_preset, replace
+from model.baselines.config import baseline_preset
+from model.config import replace
 from model.training.data import Dataset, load_dataset
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from model.cli import main
-from model.pipeline import Pipeline, generate_pyramid
+from model.pipeline import generate_pyramid, load_pipeline
 from tests.conftest import synthetic_tile
 
 
 def test_pyramid_ends_with_the_generated_image(tiny_model_path: Path) -> None:
-    pipe = Pipeline.load(tiny_model_path, "cpu")
+    pipe = load_pipeline(tiny_model_path, "cpu")
     mask = synthetic_tile(2)[1][:90, :70]
     scales = generate_pyramid(pipe, mask, seed=4)
     assert [s.shape[:2] for s in scales] == [(23, 18), (45, 35), (90, 70)]

@@ -19,17 +19,13 @@ from model.classes import ClassTable
 from model.training.data import (
     Dataset,
     TileSampler,
-    image_pyramid,
     load_dataset,
-    mask_pyramid,
     read_image,
     read_mask,
     resize_image,
     resize_mask,
     split_labeled,
     tile_positions,
-    to_tensor,
-    to_uint8,
 )
 from tests.conftest import SYNTH_CLASSES, synthetic_tile
 
@@ -367,37 +363,7 @@ def test_color_jitter_changes_image_only() -> None:
     assert not torch.allclose(xs, xj) and xj.min() >= -1 and xj.max() <= 1
 
 
-# ---- tensors, pyramids, resizing ----------------------------------------------------------
-
-
-def test_to_tensor_and_back() -> None:
-    x = to_tensor(RGB)
-    assert x.shape == (3, 6, 5) and x.min() >= -1 and x.max() <= 1
-    np.testing.assert_array_equal(to_uint8(x), RGB)
-    assert to_uint8(torch.stack([x, x * 3])).shape == (2, 6, 5, 3)
-    assert to_uint8(torch.full((3, 1, 1), 5.0)).max() == 255
-    with pytest.raises(ValueError, match="uint8"):
-        to_tensor(RGB.astype(np.float32))
-
-
-@pytest.mark.parametrize("h, w, scales", [(16, 16, 3), (32, 24, 4), (8, 8, 1)])
-def test_pyramids(h: int, w: int, scales: int) -> None:
-    xs = image_pyramid(torch.zeros(2, 3, h, w), scales)
-    assert [x.shape for x in xs] == [(2, 3, h >> n, w >> n) for n in range(scales)]
-    labels = torch.randint(0, 4, (2, h, w), generator=torch.Generator().manual_seed(0))
-    onehots, ys = mask_pyramid(labels, 4, scales)
-    assert torch.equal(ys[0], labels)
-    for n, (o, y) in enumerate(zip(onehots, ys, strict=True)):
-        assert o.shape == (2, 4, h >> n, w >> n) and y.shape == (2, h >> n, w >> n)
-        torch.testing.assert_close(o.sum(1), torch.ones_like(o[:, 0]))
-        assert torch.equal(o.argmax(1), y)
-
-
-def test_pyramid_errors() -> None:
-    with pytest.raises(ValueError, match="too small"):
-        image_pyramid(torch.zeros(1, 3, 4, 4), 4)
-    with pytest.raises(ValueError, match="0..1"):
-        mask_pyramid(torch.full((1, 4, 4), 2), 2, 1)
+# ---- resizing ---------------------------------------------------------------------------
 
 
 def test_resize() -> None:
