@@ -16,25 +16,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model.config import ModelConfig, TrainConfig
+from model.nets.blocks import crop, upsample
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 from model.report import image_grid
-from model.tensors import image_pyramid, mask_pyramid, to_tensor, to_uint8
+from model.tensors import image_pyramid, mask_pyramid, noise_maps, pad_array, to_tensor, to_uint8
 from model.training.data import Dataset, TileSampler
-from model.training.steps import ScaleBatch
+from model.training.steps import GeneratorBatch, ScaleBatch, SegmenterBatch, UnlabeledBatch
 
 Window = tuple[int, int, int, int]  # top, left, height, width
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return upsample(x, like.shape[-2:])
 
 
-def _crop(x: Tensor | None, w: Window) -> Tensor | None:
-    if x is None:
-        return None
-    top, left, h, wd = w
-    return x[..., top:top + h, left:left + wd]
+def _cut(x: Tensor | None, w: Window) -> Tensor | None:
+    return None if x is None else crop(x, (w[2], w[3]), at=(w[0], w[1]))
 
 
 class TrainingRun(Protocol):
@@ -80,18 +78,14 @@ class BatchMaker:
         return top, left, ch, cw
 
     def _noise_maps(self, ys: list[Tensor], stop_at: int, amp: float = 1.0) -> list[Tensor | None]:
-        zs: list[Tensor | None] = []
-        for m, y in enumerate(ys):
-            cz = self.t.generator.noise_channels(m)
-            if m < stop_at:
-                zs.append(None)
-                continue
-            b, _, h, w = y.shape
-            if amp == 0.0:  # the fixed (zero) reconstruction noise map of eq. 3
-                zs.append(torch.zeros(b, cz, h, w, device=self.t.device))
-            else:
-                zs.append(amp * self._randn(b, cz, h, w))  # unit scale: G applies noise_amp
-        return zs
+        b = ys[0].shape[0]
+        channels = [self.t.generator.noise_channels(m) for m in range(len(ys))]
+        sizes = [(y.shape[-2], y.shape[-1]) for y in ys]
+        if amp == 0.0:  # the fixed (zero) reconstruction noise map of eq. 3
+            return [None if m < stop_at else torch.zeros(b, channels[m], *sizes[m], device=self.t.device)
+                    for m in range(len(ys))]
+        zs = noise_maps(self.t.gen, b, channels, sizes, stop_at)
+        return [None if z is None else amp * z.to(self.t.device) for z in zs]  # unit scale: G applies noise_amp
 
     def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
         """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
@@ -132,33 +126,37 @@ class BatchMaker:
         synthetic pairs once the hold-out is over).
         """
         t, cfg = self.t, self.t.cfg
-        joint = cfg.mode != "generate"
         bs = cfg.batch_size(t.rank)
+        # 1. real tiles, cut to the region this scale needs, and their pyramids
         x, labels = t.sampler.sample(bs)  # (B, 3, T, T), (B, T, T)
         (x, labels), centred = self._region(n, x, labels)  # (B, 3, R, R), (B, R, R)
         x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
         xs = image_pyramid(x, t.num_scales)
         ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        # 2. the frozen coarser scales on the whole region, upsampled to scale n
         fake = self._coarse_images(n, ys, noisy=True)
         rec = self._coarse_images(n, ys, noisy=False)
-        up_fake = _up(fake[n + 1], xs[n]) if fake else None
-        up_rec = _up(rec[n + 1], xs[n]) if rec else None
         s_prev = syn_prev = None
-        if joint and fake is not None:
+        if cfg.mode != "generate" and fake is not None:
             s_prev = _up(self._coarse_logits(n, xs), xs[n])
             if use_synthetic:
                 syn_prev = _up(self._coarse_logits(n, fake), xs[n])
+        # 3. one crop window for every tensor of the scale, then the noise of the crop
         w = self._window(*xs[n].shape[-2:], centred)
-        crop_x = _crop(xs[n], w)
-        batch = ScaleBatch(
-            x=crop_x, y=_crop(ys[n], w), labels=_crop(labs[n], w),
-            up_fake=_crop(up_fake, w), up_rec=_crop(up_rec, w),
+        crop_x = _cut(xs[n], w)
+        assert crop_x is not None
+        gen = GeneratorBatch(
+            x=crop_x, y=_cut(ys[n], w),  # type: ignore[arg-type]
             z=float(t.generator.noise_amp[n]) * self._randn(crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:]),
-            s_prev=_crop(s_prev, w), syn_prev=_crop(syn_prev, w),
-            z_s=self._seg_noise(crop_x) if joint else None,
+            up_fake=_cut(_up(fake[n + 1], xs[n]), w) if fake else None,
+            up_rec=_cut(_up(rec[n + 1], xs[n]), w) if rec else None,
         )
+        batch = ScaleBatch(gen)
+        if cfg.mode != "generate":
+            batch.seg = SegmenterBatch(labels=_cut(labs[n], w), z_s=self._seg_noise(crop_x),  # type: ignore[arg-type]
+                                       s_prev=_cut(s_prev, w), syn_prev=_cut(syn_prev, w))
         if cfg.mode == "ssl":
-            self._add_unlabeled(batch, n, bs)
+            batch.unlabeled = self._unlabeled(n, bs)
         return batch
 
     def _seg_noise(self, x: Tensor) -> Tensor:
@@ -166,7 +164,7 @@ class BatchMaker:
         std = self.t.model_cfg.segmenter.noise_std
         return std * self._randn(x.shape[0], cs, *x.shape[-2:])
 
-    def _add_unlabeled(self, batch: ScaleBatch, n: int, bs: int) -> None:
+    def _unlabeled(self, n: int, bs: int) -> UnlabeledBatch:
         assert self.t.unlabeled_sampler is not None
         u, _ = self.t.unlabeled_sampler.sample(bs)
         (u,), centred = self._region(n, u)
@@ -174,10 +172,12 @@ class BatchMaker:
         prev = self._coarse_logits(n, us)
         u_prev = _up(prev, us[n]) if prev is not None else None
         w = self._window(*us[n].shape[-2:], centred)
-        batch.u, batch.u_prev = _crop(us[n], w), _crop(u_prev, w)
-        batch.z_u = self._seg_noise(batch.u)
+        crop_u = _cut(us[n], w)
+        assert crop_u is not None
+        z_u = self._seg_noise(crop_u)
         share = self.t.cfg.pseudo_positive_fraction
-        batch.pseudo_mask = (torch.rand(bs, generator=self.t.gen) < share).to(self.t.device)
+        pseudo_mask = (torch.rand(bs, generator=self.t.gen) < share).to(self.t.device)
+        return UnlabeledBatch(u=crop_u, u_prev=_cut(u_prev, w), z_u=z_u, pseudo_mask=pseudo_mask)
 
     @torch.no_grad()
     def noise_amplitude(self, n: int) -> float:
@@ -208,8 +208,9 @@ class BatchMaker:
             xs = image_pyramid(x, t.num_scales)
             ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
             ys = [y.expand(variants, -1, -1, -1) for y in ys]
-            zs = [None if m < n else torch.randn(variants, t.generator.noise_channels(m), *y.shape[-2:],
-                                generator=gen).to(t.device) for m, y in enumerate(ys)]
+            channels = [t.generator.noise_channels(m) for m in range(len(ys))]
+            maps = noise_maps(gen, variants, channels, [(y.shape[-2], y.shape[-1]) for y in ys], stop_at=n)
+            zs = [None if z is None else z.to(t.device) for z in maps]
             out = t.generator(ys, zs, stop_at=n)[n]
             row = [t.dataset.classes.to_color(labs[n][0].cpu().numpy())]
             row += list(to_uint8(out.float().cpu()))
@@ -220,11 +221,7 @@ class BatchMaker:
 
 def _center(a: np.ndarray, size: int) -> np.ndarray:
     """Centre crop (reflect-padding when smaller) to size x size."""
+    a = pad_array(a, (size, size), "reflect", centred=True)
     h, w = a.shape[:2]
-    ph, pw = max(0, size - h), max(0, size - w)
-    if ph or pw:
-        pad = [(ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)] + [(0, 0)] * (a.ndim - 2)
-        a = np.pad(a, pad, mode="reflect")
-        h, w = a.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
     return a[top:top + size, left:left + size]

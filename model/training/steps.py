@@ -20,30 +20,54 @@ from model.training import losses
 
 
 @dataclass
-class ScaleBatch:
-    """Tensors of one step at scale n, all cropped to the same window.
+class GeneratorBatch:
+    """What D and G train on in every mode, cropped to one window.
 
-    x, y, labels: real image (B,3,h,w), soft one-hot mask (B,K,h,w), hard labels (B,h,w).
-    up_fake, up_rec: coarser generated / reconstructed image upsampled to (B,3,h,w).
-    z: generator noise (B,3,h,w). s_prev: coarser S logits on the real image, upsampled.
-    syn_prev: coarser S logits on the coarser *generated* images, upsampled.
-    u, u_prev: unlabelled images and their coarser S logits (ssl only).
-    z_s, z_u: segmenter noise for the real and unlabelled images.
+    x, y: real image (B,3,h,w) and its soft one-hot mask (B,K,h,w); z: generator noise (B,3,h,w).
+    up_fake, up_rec: the coarser generated / reconstructed image upsampled to (B,3,h,w);
+    None at the coarsest scale.
     """
 
     x: Tensor
     y: Tensor
-    labels: Tensor
+    z: Tensor
     up_fake: Tensor | None
     up_rec: Tensor | None
-    z: Tensor
-    s_prev: Tensor | None = None
-    syn_prev: Tensor | None = None
-    z_s: Tensor | None = None
-    u: Tensor | None = None
-    u_prev: Tensor | None = None
-    z_u: Tensor | None = None
-    pseudo_mask: Tensor | None = None  # (B_u,) bool: unlabelled pairs used as D positives
+
+
+@dataclass
+class SegmenterBatch:
+    """What S adds in joint and ssl mode, for the same crops.
+
+    labels: hard labels (B,h,w); z_s: segmenter noise. s_prev: coarser S logits on the real
+    image, syn_prev: on the coarser *generated* images, both upsampled (None at the coarsest
+    scale; syn_prev also before S sees synthetic pairs).
+    """
+
+    labels: Tensor
+    z_s: Tensor
+    s_prev: Tensor | None
+    syn_prev: Tensor | None
+
+
+@dataclass
+class UnlabeledBatch:
+    """ssl only: unlabelled crops u (B_u,3,h,w), their coarser S logits u_prev (None at the
+    coarsest scale), segmenter noise z_u and which pairs count as D positives (B_u,) bool."""
+
+    u: Tensor
+    u_prev: Tensor | None
+    z_u: Tensor
+    pseudo_mask: Tensor
+
+
+@dataclass
+class ScaleBatch:
+    """One step at scale n: the G/D part always, S's part in joint and ssl, unlabelled in ssl."""
+
+    gen: GeneratorBatch
+    seg: SegmenterBatch | None = None
+    unlabeled: UnlabeledBatch | None = None
 
 
 @dataclass
@@ -79,93 +103,90 @@ class ScaleStep:
 
     def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> dict[str, float]:
         """One step: (1) forward G and S, (2) update D, (3) update G, (4) update S."""
+        g, s, u = b.gen, b.seg, b.unlabeled
         # 1. forward passes whose outputs every player needs
         with self.autocast():
-            fake = nets.generator(b.y, b.z, b.up_fake)  # (B, 3, h, w)
-            s_logits = self._segment(nets, b.x, b.s_prev, b.z_s)
-            u_logits = self._segment(nets, b.u, b.u_prev, b.z_u) if b.u is not None else None
+            fake = nets.generator(g.y, g.z, g.up_fake)  # (B, 3, h, w)
+            s_logits = nets.segmenter(g.x, s.s_prev, s.z_s) if nets.segmenter is not None and s is not None else None
+            u_logits = nets.segmenter(u.u, u.u_prev, u.z_u) if nets.segmenter is not None and u is not None else None
         logs = {}
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
-        logs.update(self._discriminator_step(nets, b, fake, s_logits, u_logits))
+        logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
         # 3. generator: adversarial + reconstruction + feature matching + perceptual
-        logs.update(self._generator_step(nets, b, fake))
+        logs.update(self._generator_step(nets, g, fake))
         # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
-        if nets.segmenter is not None and s_logits is not None:
-            logs.update(self._segmenter_step(nets, b, fake, s_logits, u_logits, use_synthetic))
+        if s is not None and s_logits is not None:
+            logs.update(self._segmenter_step(nets, g, s, fake, s_logits, u, u_logits, use_synthetic))
         return logs
 
     # ---- players ----------------------------------------------------------------
-    def _segment(self, nets: ScaleNets, x: Tensor | None, prev: Tensor | None, z: Tensor | None) -> Tensor | None:
-        if nets.segmenter is None or x is None:
-            return None
-        return nets.segmenter(x, prev, z)
-
     def _disc(self, nets: ScaleNets, image: Tensor, mask: Tensor) -> losses.DiscOutput:
         return nets.discriminator(image, mask)
 
-    def _discriminator_step(self, nets: ScaleNets, b: ScaleBatch, fake: Tensor,
-                            s_logits: Tensor | None, u_logits: Tensor | None) -> dict[str, float]:
+    def _discriminator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor, s_logits: Tensor | None,
+                            u: UnlabeledBatch | None, u_logits: Tensor | None) -> dict[str, float]:
         kind = self.loss.adversarial
         with self.autocast():
-            positives = [losses.adversarial(self._disc(nets, b.x, b.y), True, kind, True)]
-            negatives = [losses.adversarial(self._disc(nets, fake.detach(), b.y), False, kind, True)]
+            positives = [losses.adversarial(self._disc(nets, g.x, g.y), True, kind, True)]
+            negatives = [losses.adversarial(self._disc(nets, fake.detach(), g.y), False, kind, True)]
             if s_logits is not None:
                 s_pair = F.softmax(s_logits.detach().float(), 1)
-                negatives.append(losses.adversarial(self._disc(nets, b.x, s_pair), False, kind, True))
-            if u_logits is not None and b.u is not None:
-                positives += self._pseudo_positives(nets, b, u_logits)
+                negatives.append(losses.adversarial(self._disc(nets, g.x, s_pair), False, kind, True))
+            if u_logits is not None and u is not None:
+                positives += self._pseudo_positives(nets, u, u_logits)
                 u_pair = F.softmax(u_logits.detach().float(), 1)
-                negatives.append(losses.adversarial(self._disc(nets, b.u, u_pair), False, kind, True))
+                negatives.append(losses.adversarial(self._disc(nets, u.u, u_pair), False, kind, True))
             loss_d = 0.5 * (torch.stack(positives).mean() + torch.stack(negatives).mean())
         _update(nets.opt_d, loss_d)
         return {"d": loss_d.item()}
 
-    def _pseudo_positives(self, nets: ScaleNets, b: ScaleBatch, u_logits: Tensor) -> list[Tensor]:
+    def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
         """A random share of S-labelled unlabelled pairs counts as real (Li et al. 2019)."""
-        if b.pseudo_mask is None or b.u is None or not bool(b.pseudo_mask.any()):
+        if not bool(u.pseudo_mask.any()):
             return []
         k = u_logits.shape[1]
-        pseudo = one_hot(u_logits.detach().argmax(1), k)[b.pseudo_mask]
-        out = self._disc(nets, b.u[b.pseudo_mask], pseudo)
+        pseudo = one_hot(u_logits.detach().argmax(1), k)[u.pseudo_mask]
+        out = self._disc(nets, u.u[u.pseudo_mask], pseudo)
         return [losses.adversarial(out, True, self.loss.adversarial, True)]
 
-    def _generator_step(self, nets: ScaleNets, b: ScaleBatch, fake: Tensor) -> dict[str, float]:
+    def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> dict[str, float]:
         w = self.loss
         with self.autocast():
-            fake_out = self._disc(nets, fake, b.y)
+            fake_out = self._disc(nets, fake, g.y)
             with torch.no_grad():
-                real_out = self._disc(nets, b.x, b.y)
+                real_out = self._disc(nets, g.x, g.y)
             adv = losses.adversarial(fake_out, True, w.adversarial, False)
             feat = losses.feature_matching(real_out, fake_out)
-            rec_img = nets.generator(b.y, torch.zeros_like(b.z), b.up_rec)  # fixed noise map (eq. 3)
-            rec = losses.reconstruction(rec_img.float(), b.x.float())
+            rec_img = nets.generator(g.y, torch.zeros_like(g.z), g.up_rec)  # fixed noise map (eq. 3)
+            rec = losses.reconstruction(rec_img.float(), g.x.float())
             total = adv + w.rec * rec + w.feat * feat
             logs = {"g_adv": adv.item(), "g_rec": rec.item(), "g_feat": feat.item()}
             if self.perceptual is not None:
-                perc = self.perceptual(fake.float(), b.x.float())
+                perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc
                 logs["g_perc"] = perc.item()
         _update(nets.opt_g, total)
         logs["g"] = total.item()
         return logs
 
-    def _segmenter_step(self, nets: ScaleNets, b: ScaleBatch, fake: Tensor, s_logits: Tensor,
-                        u_logits: Tensor | None, use_synthetic: bool) -> dict[str, float]:
+    def _segmenter_step(self, nets: ScaleNets, g: GeneratorBatch, s: SegmenterBatch, fake: Tensor,
+                        s_logits: Tensor, u: UnlabeledBatch | None, u_logits: Tensor | None,
+                        use_synthetic: bool) -> dict[str, float]:
         w = self.loss
         assert nets.segmenter is not None and nets.opt_s is not None
         with self.autocast():
-            ce = losses.cross_entropy(s_logits.float(), b.labels)
-            adv = losses.adversarial(self._disc(nets, b.x, F.softmax(s_logits.float(), 1)), True,
+            ce = losses.cross_entropy(s_logits.float(), s.labels)
+            adv = losses.adversarial(self._disc(nets, g.x, F.softmax(s_logits.float(), 1)), True,
                                      w.adversarial, False)
             total = w.ce * ce + w.adv_s * adv
             logs = {"s_ce": ce.item(), "s_adv": adv.item()}
             if use_synthetic:
-                syn = nets.segmenter(fake.detach(), b.syn_prev, b.z_s)
-                ce_syn = losses.cross_entropy(syn.float(), b.labels)
+                syn = nets.segmenter(fake.detach(), s.syn_prev, s.z_s)
+                ce_syn = losses.cross_entropy(syn.float(), s.labels)
                 total = total + w.ce_synthetic * ce_syn
                 logs["s_ce_syn"] = ce_syn.item()
-            if u_logits is not None and b.u is not None:
-                u_out = self._disc(nets, b.u, F.softmax(u_logits.float(), 1))
+            if u_logits is not None and u is not None:
+                u_out = self._disc(nets, u.u, F.softmax(u_logits.float(), 1))
                 adv_u = losses.adversarial(u_out, True, w.adversarial, False)
                 total = total + w.adv_s * adv_u
                 logs["s_adv_u"] = adv_u.item()
