@@ -19,7 +19,7 @@ PACKAGES = ("model", "worker", "service")
 MODEL_LAYERS: dict[str, int] = {
     **dict.fromkeys(("config", "classes", "imageio", "tensors", "checkpoint", "inference", "pipeline",
                      "report", "package", "device", "errors", "arguments", "nets"), 0),
-    **dict.fromkeys(("training", "evaluation"), 1),
+    **dict.fromkeys(("training", "evaluation", "augmentation"), 1),
     **dict.fromkeys(("bench", "baselines", "experiments"), 2),
     "cli": 3,
 }
