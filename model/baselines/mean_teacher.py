@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.baselines.config import MeanTeacherConfig
-from model.baselines.context import Context, update
+from model.baselines.context import Context
 from model.baselines.nets import build_segmenter
 from model.training import losses
+from model.training.steps import update
 
 
 @torch.no_grad()

@@ -137,7 +137,7 @@ class ScaleStep:
                 u_pair = F.softmax(u_logits.detach().float(), 1)
                 negatives.append(losses.adversarial(self._disc(nets, u.u, u_pair), False, kind, True))
             loss_d = 0.5 * (torch.stack(positives).mean() + torch.stack(negatives).mean())
-        _update(nets.opt_d, loss_d)
+        update(nets.opt_d, loss_d)
         return {"d": loss_d.item()}
 
     def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
@@ -165,7 +165,7 @@ class ScaleStep:
                 perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc
                 logs["g_perc"] = perc.item()
-        _update(nets.opt_g, total)
+        update(nets.opt_g, total)
         logs["g"] = total.item()
         return logs
 
@@ -190,14 +190,16 @@ class ScaleStep:
                 adv_u = losses.adversarial(u_out, True, w.adversarial, False)
                 total = total + w.adv_s * adv_u
                 logs["s_adv_u"] = adv_u.item()
-        _update(nets.opt_s, total)
+        update(nets.opt_s, total)
         logs["s"] = total.item()
         return logs
 
 
-def _update(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+def update(opt: torch.optim.Optimizer, loss: Tensor) -> float:
+    """Backward and step; a non-finite loss is an error (lower the learning rate)."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()}; lower the learning rates")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    return float(loss.item())
