@@ -1,7 +1,7 @@
 """Loaded models by name: loaded once at start-up, new or re-published ones picked up live.
 
 The registry asks the model store (:class:`worker.models.ModelStore`) what it holds and
-loads each serving file once with :meth:`model.pipeline.Pipeline.load`. A request naming a
+loads each serving file once with :func:`model.pipeline.load_pipeline`. A request naming a
 model the registry does not know yet looks it up in the store and loads it, so a freshly
 trained model is served without a restart. :meth:`ModelRegistry.refresh` (at start-up and
 on ``GET /models``) also reloads models whose checkpoint digest changed and forgets

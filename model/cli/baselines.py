@@ -1,6 +1,4 @@
-"""``histosynth train --arch <baseline>``: the baseline branch of ``model.cli.cmd_train``, and
-random-weight baseline serving files for ``histosynth bench generate --arch``.
-"""
+"""``histosynth train --arch <baseline>``: the baseline branch of ``model.cli.cmd_train``."""
 
 from __future__ import annotations
 

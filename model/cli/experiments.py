@@ -6,9 +6,8 @@ import argparse
 from typing import Any
 
 from model.arguments import csv_list
-from model.experiments import tables
+from model.experiments import run_experiment, tables
 from model.experiments.config import EXPERIMENT_BUDGETS
-from model.experiments.runs import run_experiment
 from model.experiments.setup import EXPERIMENTS
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from model.cli import main
-from model.cli.experiments import run_experiment
 from model.evaluation import metrics
-from model.experiments import crop_tiles, default_holdout, downscale
+from model.experiments import crop_tiles, default_holdout, downscale, run_experiment
 from model.training.data import load_dataset
 
 
