@@ -46,6 +46,9 @@ class Pipeline(ABC):
         metadata: what training stored (name, held-out images, ...).
     """
 
+    generator: Any  #: the generator network(s); None for a segmentation-only baseline
+    segmenter: Any  #: the segmenter network(s); None for a generation-only baseline
+
     def __init__(self, path: Path, device: torch.device, config: Any, classes: ClassTable,
                  metadata: dict[str, Any]) -> None:
         self.path = Path(path)
