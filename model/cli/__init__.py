@@ -122,8 +122,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not held_out:
             raise ValueError("--transductive needs held-out images: name them with --exclude")
         eval_images = load_dataset(args.data, args.classes, layout=args.layout, include=held_out).images
-    if args.nproc < 1:
-        raise ValueError(f"--nproc must be at least 1, got {args.nproc}")
     result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
                    eval_images=eval_images, metadata=metadata, progress_bar=True, nproc=args.nproc)
     if result.model_path is None:

@@ -80,6 +80,16 @@ def from_env() -> DistContext | None:
     return DistContext(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
 
 
+def check_nproc(nproc: int, device: torch.device) -> None:
+    """One process per GPU: more processes than GPUs is an error that names both counts."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be at least 1, got {nproc}")
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and nproc > gpus:
+        raise ValueError(f"{nproc} processes need {nproc} GPUs (one each) but {gpus} are visible; "
+                         "use at most that many or train on the CPU (--device cpu)")
+
+
 def init(ctx: DistContext, device: torch.device) -> None:
     """Join the process group (NCCL on CUDA, gloo on the CPU); nothing for one process."""
     if not ctx.enabled or dist.is_initialized():
@@ -174,8 +184,6 @@ class Launch:
     """
 
     def __init__(self, nproc: int, target: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-        if nproc < 1:
-            raise ValueError(f"nproc must be at least 1, got {nproc}")
         port = _free_port()
         env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc)}
         self.ctx = DistContext(0, nproc, 0, init_method=f"tcp://127.0.0.1:{port}")

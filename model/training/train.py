@@ -108,6 +108,7 @@ def train(
     callbacks = (on_progress, should_stop, progress_bar)
     if ctx is not None or nproc == 1:
         return _run_rank(*args, resume, ctx or distributed.SINGLE, callbacks)
+    distributed.check_nproc(nproc, resolve_device(train_cfg.device))
     kwargs = {"model_cfg": model_cfg, "train_cfg": train_cfg, "dataset": dataset, "out_dir": out,
               "name": name, "resume": resume, "eval_images": eval_images, "metadata": metadata}
     launch = distributed.Launch(nproc, train, kwargs)

@@ -63,3 +63,13 @@ def test_resumed_two_process_run_equals_an_uninterrupted_one(synthetic_dataset_d
     for part in ("generator", "segmenter"):
         for key, value in a[part].items():
             assert torch.equal(value, b[part][key]), f"{part}.{key} differs after resume"
+
+
+def test_bad_process_counts_are_clear_errors(synthetic_dataset_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["train", "--data", str(synthetic_dataset_dir), "--preset", "tiny", "--out", str(tmp_path / "x")]
+    assert main([*base, "--nproc", "0"]) == 2
+    assert "nproc must be at least 1, got 0" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--nproc", "2", "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
