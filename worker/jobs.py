@@ -130,7 +130,7 @@ def run_train(req: TrainJobRequest, settings: Settings, ctx: JobContext) -> dict
     result = train(
         model_cfg, train_cfg, dataset, run_dir, name=req.name, resume=resume,
         metadata={"dataset_uri": req.dataset, "preset": req.preset, "job_id": ctx.job_id},
-        on_progress=lambda p: ctx.report(progress_dict(p)), should_stop=ctx.should_stop,
+        on_progress=lambda p: ctx.report(progress_dict(p)), should_stop=ctx.should_stop, nproc=req.nproc,
     )
     if result.stopped or result.model_path is None:
         ctx.report({"phase": "canceled"}, force=True)

@@ -41,6 +41,11 @@ class TrainJobRequest(BaseModel):
         None, ge=1, le=1_000_000, description="optimisation steps per scale (preset default)"
     )
     seed: int = Field(0, ge=0)
+    nproc: int = Field(
+        1, ge=1, le=64,
+        description="data-parallel training processes on the worker's machine: one per GPU "
+        "(NCCL), or CPU processes (gloo); each draws its own crops, rank 0 writes",
+    )
 
     @field_validator("name")
     @classmethod

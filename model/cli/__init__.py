@@ -63,6 +63,9 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--half", action="store_true", help="also write model-fp16.pt with float16 weights")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine (default 1): one per GPU with NCCL, "
+                   "gloo on the CPU; each draws its own crops, rank 0 writes")
     p.set_defaults(func=cmd_train)
 
 
@@ -120,8 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ValueError("--transductive needs held-out images: name them with --exclude")
         eval_images = load_dataset(args.data, args.classes, layout=args.layout, include=held_out).images
     result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
-                   eval_images=eval_images,
-                   metadata=metadata, progress_bar=True)
+                   eval_images=eval_images, metadata=metadata, progress_bar=True, nproc=args.nproc)
     if result.model_path is None:
         print(f"stopped; resume with --resume --out {args.out}")
         return 0

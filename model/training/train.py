@@ -4,6 +4,8 @@
 ``on_progress``/``should_stop`` to ``job.meta`` and cancellation. Every finished scale
 and every ``checkpoint_every`` steps a resumable ``state.pt`` is written; ``resume=True``
 continues from it exactly (same scale, step, weights, optimiser state and RNG streams).
+With ``nproc`` > 1 (or under torchrun) it trains data-parallel on several processes
+(:mod:`model.training.distributed`): rank 0 reports and writes, every rank draws its own crops.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from model.device import resolve_device
 from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
+from model.training import distributed
 from model.training.batches import BatchMaker
 from model.training.data import Dataset, TileSampler, split_labeled
 from model.training.losses import load_perceptual
@@ -73,6 +76,8 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = False,
+    nproc: int = 1,
+    dist_ctx: distributed.DistContext | None = None,
 ) -> TrainResult:
     """Train every scale from coarse to fine and write the run directory.
 
@@ -86,17 +91,47 @@ def train(
         on_progress: called after every step with a :class:`Progress`.
         should_stop: polled every step; True checkpoints and returns ``stopped=True``.
         progress_bar: show a tqdm bar with scale, step, losses and ETA.
+        nproc: processes on this machine (data-parallel; rank 0 is this one). Under torchrun
+            the process count comes from torchrun.
+        dist_ctx: this process's rank (set for the ranks :class:`distributed.Launch` spawns).
     """
     out = Path(out_dir)
-    _check_inputs(model_cfg, train_cfg, dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    state_path = out / "state.pt"
-    if state_path.exists() and not resume:
-        raise ValueError(f"{out} already holds a training state; pass --resume or choose another output folder")
-    trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata or {})
-    if resume and state_path.exists():
-        trainer.load_state(state_path)
-    return trainer.run(on_progress, should_stop, progress_bar)
+    ctx = dist_ctx or distributed.from_env()
+    if ctx is not None and nproc > 1 and nproc != ctx.world:
+        raise ValueError(f"nproc {nproc} differs from the {ctx.world} processes torchrun started")
+    if ctx is None or ctx.main:
+        _check_inputs(model_cfg, train_cfg, dataset)
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "state.pt").exists() and not resume:
+            raise ValueError(f"{out} already holds a training state; pass --resume or choose another output folder")
+    args = (model_cfg, train_cfg, dataset, out, name, eval_images, metadata or {})
+    callbacks = (on_progress, should_stop, progress_bar)
+    if ctx is not None or nproc == 1:
+        return _run_rank(*args, resume, ctx or distributed.SINGLE, callbacks)
+    distributed.check_nproc(nproc, resolve_device(train_cfg.device))
+    kwargs = {"model_cfg": model_cfg, "train_cfg": train_cfg, "dataset": dataset, "out_dir": out,
+              "name": name, "resume": resume, "eval_images": eval_images, "metadata": metadata}
+    launch = distributed.Launch(nproc, train, kwargs)
+    try:
+        result = _run_rank(*args, resume, launch.ctx, callbacks)
+    except BaseException:
+        launch.terminate()
+        raise
+    launch.join()
+    return result
+
+
+def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, out: Path, name: str,
+              eval_images: list[np.ndarray] | None, metadata: dict[str, Any], resume: bool,
+              ctx: distributed.DistContext, callbacks: tuple[Any, Any, bool]) -> TrainResult:
+    """This process's part: rank 0 gets the callbacks and writes; the others only train."""
+    trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata, ctx)
+    try:
+        if resume and (out / "state.pt").exists():
+            trainer.load_state(out / "state.pt")
+        return trainer.run(*callbacks) if ctx.main else trainer.run(None, None, False)
+    finally:
+        distributed.shutdown(ctx)
 
 
 def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset) -> None:
@@ -117,11 +152,13 @@ class Trainer:
     """Holds the networks, samplers and counters of one run."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, dataset: Dataset, out: Path,
-                 name: str, eval_images: list[np.ndarray] | None, metadata: dict[str, Any]) -> None:
+                 name: str, eval_images: list[np.ndarray] | None, metadata: dict[str, Any],
+                 dist_ctx: distributed.DistContext = distributed.SINGLE) -> None:
         self.model_cfg, self.cfg, self.out, self.name = model_cfg, cfg, out, name
-        self.dataset, self.extra_metadata = dataset, metadata
-        self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        self.dataset, self.extra_metadata, self.dist = dataset, metadata, dist_ctx
+        self.device = dist_ctx.device(resolve_device(cfg.device))
+        distributed.init(dist_ctx, self.device)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         # channels-last: oneDNN and cuDNN run these convolutions markedly faster
         cl = torch.channels_last
         self.generator = PyramidGenerator(model_cfg).to(self.device, memory_format=cl)
@@ -131,13 +168,16 @@ class Trainer:
         if self.perceptual is not None:
             self.perceptual.to(self.device)
         self.labeled, unlabeled = self._split(dataset, eval_images)
+        seed = cfg.seed + dist_ctx.rank  # every rank its own crops and noise
+        if dist_ctx.rank:
+            torch.manual_seed(seed)
         self.sampler = TileSampler(self.labeled.images, self.labeled.masks, cfg.tile_size,
-                                   cfg.tile_overlap, cfg.color_jitter, cfg.seed)
+                                   cfg.tile_overlap, cfg.color_jitter, seed)
         self.unlabeled_sampler = (
-            TileSampler(unlabeled, None, cfg.tile_size, cfg.tile_overlap, cfg.color_jitter, cfg.seed + 1)
+            TileSampler(unlabeled, None, cfg.tile_size, cfg.tile_overlap, cfg.color_jitter, seed + 1)
             if cfg.mode == "ssl" else None
         )
-        self.gen = torch.Generator().manual_seed(cfg.seed)  # noise, crops, pseudo-label choice
+        self.gen = torch.Generator().manual_seed(seed)  # noise, crops, pseudo-label choice
         self.batches = BatchMaker(self)
         self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
@@ -181,7 +221,7 @@ class Trainer:
         g, d, s = self.generator.scales[n], self.discriminator.scales[n], self.segmenter.scales[n]
         for module in (g, d, s):
             module.train()
-        return ScaleNets(
+        nets = ScaleNets(
             generator=g,
             discriminator=d,
             opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas),
@@ -189,8 +229,14 @@ class Trainer:
             segmenter=s if joint else None,
             opt_s=torch.optim.Adam(s.parameters(), lr=cfg.lr_s, betas=cfg.betas) if joint else None,
         )
+        for opt in (nets.opt_g, nets.opt_d, nets.opt_s):
+            if opt is not None:
+                distributed.average_gradients(opt, self.dist)
+        return nets
 
     def _freeze(self, n: int) -> None:
+        for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
+            distributed.broadcast_buffers(module, self.dist)  # rank 0's BatchNorm statistics
         for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
             module.eval()
             module.requires_grad_(False)
@@ -199,7 +245,8 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------
     def run(self, on_progress: Callable[[Progress], None] | None,
             should_stop: Callable[[], bool] | None, progress_bar: bool) -> TrainResult:
-        self._write_config()
+        if self.dist.main:
+            self._write_config()
         bar = self._bar(progress_bar)
         started = time.perf_counter() - self.elapsed
         start_done = self.rank * self.cfg.steps_per_scale + self.step
@@ -209,26 +256,27 @@ class Trainer:
                 if self.nets is None:
                     self._begin_scale(n)
                 while self.step < self.cfg.steps_per_scale:
-                    if should_stop is not None and should_stop():
+                    stop = should_stop is not None and should_stop()
+                    if distributed.any_rank(stop, self.dist, self.device):  # all ranks stop together
                         self.elapsed = time.perf_counter() - started
                         self.save_state()
                         log.info("stopped at scale %d step %d; state saved", n, self.step)
                         return TrainResult(self.out, None, stopped=True)
                     logs = self._one_step(n)
                     self.elapsed = time.perf_counter() - started
-                    progress = self._progress(n, logs, start_done)
-                    self._report(progress, bar, on_progress)
+                    if self.dist.main:
+                        self._report(self._progress(n, logs, start_done), bar, on_progress)
                     if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps_per_scale:
                         self.save_state()
                 self._end_scale(n)
         finally:
             if bar is not None:
                 bar.close()
-        return TrainResult(self.out, self._export(), stopped=False)
+        return TrainResult(self.out, self._export() if self.dist.main else None, stopped=False)
 
     def _begin_scale(self, n: int) -> None:
-        if self.step == 0:
-            self.generator.noise_amp[n] = self.batches.noise_amplitude(n)
+        if self.step == 0:  # mean over the ranks' crops: the same amplitude everywhere
+            self.generator.noise_amp[n] = distributed.mean(self.batches.noise_amplitude(n), self.dist, self.device)
         self.nets = self._make_nets(n)
 
     def _one_step(self, n: int) -> dict[str, float]:
@@ -242,11 +290,13 @@ class Trainer:
     def _end_scale(self, n: int) -> None:
         self._freeze(n)
         self.nets = None
-        self._samples(n)
+        if self.dist.main:
+            self._samples(n)
         self.rank += 1
         self.step = 0
         self.save_state()
-        report.plot_losses(self.log.read(), self.out / "losses.png")
+        if self.dist.main:
+            report.plot_losses(self.log.read(), self.out / "losses.png")
 
     # ---- reporting ----------------------------------------------------------------
     def _progress(self, n: int, logs: dict[str, float], start_done: int) -> Progress:
@@ -295,17 +345,27 @@ class Trainer:
 
     # ---- state ----------------------------------------------------------------------
     def save_state(self) -> None:
+        """Rank 0 writes the weights and every rank's random streams (all ranks call this)."""
+        streams = distributed.gather(self._streams(), self.dist)
+        if not self.dist.main:
+            return
         state = {
             "rank": self.rank, "step": self.step, "elapsed": self.elapsed,
             "generator": self.generator.state_dict(), "segmenter": self.segmenter.state_dict(),
             "discriminator": self.discriminator.state_dict(),
-            "opt": self._opt_states(),
+            "opt": self._opt_states(), **streams[0],
+            "world": self.dist.world, "rank_streams": streams[1:],
+        }
+        atomic_save(state, self.out / "state.pt")
+
+    def _streams(self) -> dict[str, Any]:
+        """This rank's random streams: samplers, noise generator, torch (and CUDA) RNG."""
+        return {
             "sampler": self.sampler.state_dict(),
             "unlabeled_sampler": self.unlabeled_sampler.state_dict() if self.unlabeled_sampler else None,
             "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
-        atomic_save(state, self.out / "state.pt")
 
     def _opt_states(self) -> dict[str, Any] | None:
         if self.nets is None:
@@ -315,6 +375,12 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)
+        world = state.get("world", 1)
+        if world != self.dist.world:
+            raise ValueError(f"{path} was written by a run with {world} process(es); resume it with "
+                             f"--nproc {world} (this run has {self.dist.world}) to continue exactly")
+        if self.dist.rank:
+            state.update(state["rank_streams"][self.dist.rank - 1])
         self.generator.load_state_dict(state["generator"])
         self.segmenter.load_state_dict(state["segmenter"])
         self.discriminator.load_state_dict(state["discriminator"])
@@ -333,7 +399,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
+        if self.dist.main:
+            self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
 
     def _export(self) -> Path:
         meta = {
@@ -342,6 +409,7 @@ class Trainer:
             "total_steps": self.total_steps, "wall_time_s": round(self.elapsed, 1),
             "device": str(self.device), "machine": platform.platform(), "torch": torch.__version__,
             "perceptual": self._perceptual_note(), "has_segmenter": self.cfg.mode != "generate",
+            "processes": self.dist.world,
             "dataset": {"root": self.dataset.root, "names": list(self.labeled.names),
                         "classes": self.dataset.classes.name},
         }

@@ -207,12 +207,12 @@ def test_train_job_publishes_a_model(
             key = f"train1/dataset/{path.relative_to(synthetic_dataset_dir).as_posix()}"
             s3.client.upload_file(str(path), s3.bucket, key)
     req = TrainJobRequest(dataset=f"s3://{s3.bucket}/train1/dataset/", name="trained-tiny",
-                          preset="tiny", mode="joint", steps_per_scale=2)
+                          preset="tiny", mode="joint", steps_per_scale=2, nproc=2)
     rq_worker(env=settings.to_env(), queues=("train",), cli="histosynth")
     info = wait_for(redis_conn, enqueue_train(redis_conn, req, settings).id, finished, timeout_s=90)
     model = ModelStore(settings).get("trained-tiny")
     assert info.result and info.result["sha256"] == model.sha256 and not info.result["resumed"]
-    assert model.metadata["dataset_uri"] == req.dataset
+    assert model.metadata["dataset_uri"] == req.dataset and model.metadata["processes"] == 2
     assert info.progress["phase"] == "done"
 
 
