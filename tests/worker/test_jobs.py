@@ -165,10 +165,10 @@ def test_sharded_job_survives_a_worker_killed_mid_shard(
 ) -> None:
     """Two workers share the shards; SIGKILL one mid-shard: exactly N pairs and N manifest lines.
 
-    The parent takes shard 0 and then works from the back, so the other worker's first shard
-    job (shard 1, started while the parent is busy) is the one that runs on a shard job.
+    The parent takes shard 0 and then works from the back (7, 6, ...), so the other worker's
+    first shard jobs (1, 2, ...; each starts a process first) run on that worker.
     """
-    out, n, per_shard = f"shard-{victim}/out", 96, 24
+    out, n, per_shard = f"shard-{victim}/out", 96, 12
     put_masks(s3, f"shard-{victim}/src", count=6, size=256)
     req = AugmentJobRequest(source=f"s3://{s3.bucket}/shard-{victim}/src/", output=f"s3://{s3.bucket}/{out}/",
                             model="tiny", variants_per_mask=16, seed=13, noise=0.5, pairs_per_shard=per_shard)
