@@ -237,7 +237,6 @@ class Trainer:
     def _freeze(self, n: int) -> None:
         for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
             distributed.broadcast_buffers(module, self.dist)  # rank 0's BatchNorm statistics
-        for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
             module.eval()
             module.requires_grad_(False)
         self.discriminator.scales[n].to("cpu")  # D_n is not needed at finer scales
