@@ -19,8 +19,8 @@ from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
 from service.routes import generate, health, jobs, models, segment
+from service.settings import ServiceSettings, get_settings
 from worker.models import ModelStore
-from worker.settings import Settings, get_settings
 
 log = logging.getLogger("histosynth.service")
 
@@ -37,7 +37,7 @@ sets `API_KEY`, every route but `/health` and `/ready` needs the `X-API-Key` hea
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load models once at start-up; close the Redis connection at shutdown."""
-    settings: Settings = app.state.settings
+    settings: ServiceSettings = app.state.settings
     registry = ModelRegistry(ModelStore(settings), settings.device, settings.default_model)
     try:
         await run_in_threadpool(registry.refresh)
@@ -55,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.redis.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API.
 
     Args:

@@ -19,8 +19,8 @@ from types import FrameType
 from typing import Any
 
 from model import cli as model_cli
+from service.settings import ServiceSettings, get_settings
 from worker import cli as worker_cli
-from worker.settings import Settings, get_settings
 
 log = logging.getLogger("histosynth.service")
 
@@ -103,12 +103,12 @@ def _stop_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _serve_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+def _serve_settings(settings: ServiceSettings, args: argparse.Namespace) -> ServiceSettings:
     updates = {k: getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None}
     return settings.model_copy(update=updates) if updates else settings
 
 
-def _start_embedded(stack: ExitStack, settings: Settings, workers: int) -> Settings:
+def _start_embedded(stack: ExitStack, settings: ServiceSettings, workers: int) -> ServiceSettings:
     """Embedded valkey under ``data_root/redis`` and ``workers`` worker processes."""
     from worker.embedded import start_redis, start_worker_process
 

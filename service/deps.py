@@ -14,8 +14,8 @@ from fastapi.security import APIKeyHeader
 from model.pipeline import Pipeline
 from service.errors import ApiError, redis_unavailable
 from service.registry import ModelLoadError, ModelRegistry, UnknownModelError
+from service.settings import ServiceSettings
 from worker import queue
-from worker.settings import Settings
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -24,13 +24,13 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_app_settings(request: Request) -> Settings:
+def get_app_settings(request: Request) -> ServiceSettings:
     """The settings the app was created with."""
-    settings: Settings = request.app.state.settings
+    settings: ServiceSettings = request.app.state.settings
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_app_settings)]
 
 
 def get_registry(request: Request) -> ModelRegistry:
@@ -71,7 +71,7 @@ def require_api_key(
 def connect_redis(request: Request) -> redis.Redis:
     """The app's Redis connection, opened on first use (the API starts without Redis)."""
     state = request.app.state
-    settings: Settings = state.settings
+    settings: ServiceSettings = state.settings
     if state.redis is None:
         if not settings.redis_url:
             raise ApiError(

@@ -134,7 +134,7 @@ def start_worker_process(
     """
     if not settings.redis_url:
         raise ValueError("a worker needs settings.redis_url (start_redis() first)")
-    child_env = {**os.environ, **settings.to_env(), **(env or {})}
+    child_env = {**os.environ, **settings.shared_env(), **(env or {})}
     # The child must import this very package, installed or not.
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PACKAGE_ROOT), child_env.get("PYTHONPATH", "")) if p

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from service.server import BackgroundServer, free_port
-from worker.settings import Settings
+from service.settings import ServiceSettings
 
 MODEL = "tiny"
 API_KEY = "test-secret"
@@ -31,7 +31,7 @@ LIMITS = {
 }
 
 
-def make_settings(root: Path, model_path: Path, **overrides: Any) -> Settings:
+def make_settings(root: Path, model_path: Path, **overrides: Any) -> ServiceSettings:
     """Test settings: store ``root/models`` with the tiny model, data root ``root/data``."""
     store = root / "models"
     store.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def make_settings(root: Path, model_path: Path, **overrides: Any) -> Settings:
         **LIMITS,
         **overrides,
     }
-    return Settings(**values)
+    return ServiceSettings(**values)
 
 
 class LiveServer(BackgroundServer):
