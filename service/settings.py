@@ -21,7 +21,6 @@ class ServiceSettings(Settings):
         api_key: when set, every route but the probes (/health, /ready) and the API docs
             needs ``X-API-Key``.
         max_upload_bytes: largest accepted upload.
-        max_pixels: largest accepted image or mask (height x width), a decompression-bomb guard.
         min_mask_side: smallest accepted mask side in pixels.
         max_variants: most variants per generate request.
         generate_concurrency: generate/segment calls that run at once; the rest wait.
@@ -31,7 +30,6 @@ class ServiceSettings(Settings):
 
     api_key: str | None = Field(default=None, repr=False)
     max_upload_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(default=4096 * 4096, gt=0)
     min_mask_side: int = Field(default=32, gt=0)
     max_variants: int = Field(default=16, gt=0)
     generate_concurrency: int = Field(default=2, gt=0)

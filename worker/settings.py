@@ -61,6 +61,8 @@ class Settings(BaseSettings):
         bundled_models: folder of demo models shipped with the code (``<name>.pt``).
         default_model: model used when a request names none.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        max_pixels: largest accepted image or mask (height x width), a decompression-bomb
+            guard for uploads and for the masks an augmentation job reads.
         train_job_timeout: seconds a training job may run before RQ kills it.
         augment_job_timeout: seconds an augmentation job may run.
         job_retries: automatic retries after a failure or a dead worker.
@@ -88,6 +90,7 @@ class Settings(BaseSettings):
     bundled_models: Path = REPO_MODELS
     default_model: str = "prostate-gleason"
     device: str = "auto"
+    max_pixels: int = Field(default=4096 * 4096, gt=0)
     train_job_timeout: int = Field(default=48 * 3600, gt=0)
     augment_job_timeout: int = Field(default=12 * 3600, gt=0)
     job_retries: int = Field(default=2, ge=0)
