@@ -15,6 +15,8 @@ import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from service.auth import ApiKeyMiddleware, needs_key
+from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
@@ -72,8 +74,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    for module in (generate, segment, models, jobs, health):
-        app.include_router(module.router)
+    # outermost: a request without a valid key is refused before any limit or body read
+    routers = [module.router for module in (generate, segment, models, jobs, health)]
+    keyed = [router for router in routers if needs_key(router, require_api_key)]
+    app.add_middleware(ApiKeyMiddleware, routers=keyed, api_key=settings.api_key)
+    for router in routers:
+        app.include_router(router)
     return app
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 import anyio
@@ -12,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from model.pipeline import Pipeline
+from service.auth import key_error
 from service.errors import ApiError, redis_unavailable
 from service.registry import ModelLoadError, ModelRegistry, UnknownModelError
 from service.settings import ServiceSettings
@@ -54,18 +54,14 @@ LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
 def require_api_key(
     settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
-    """401 unless ``X-API-Key`` matches ``settings.api_key`` (no check when it is unset)."""
-    expected = settings.api_key
-    if not expected:
-        return
-    if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
-        reason = "missing" if key is None else "wrong"
-        raise ApiError(
-            401,
-            "unauthorized",
-            f"{reason} API key: send it in the X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    """401 unless ``X-API-Key`` matches ``settings.api_key`` (no check when it is unset).
+
+    Routes that depend on this are also checked by ``service.auth.ApiKeyMiddleware`` before
+    their body is read; this dependency puts the key into the OpenAPI spec.
+    """
+    err = key_error(settings.api_key, key)
+    if err is not None:
+        raise err
 
 
 def connect_redis(request: Request) -> redis.Redis:
