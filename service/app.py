@@ -8,8 +8,9 @@ generation limiter. Redis is connected lazily on the first job request, so the A
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -72,6 +73,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.openapi = _openapi_with_integer_bounds(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     # outermost: a request without a valid key is refused before any limit or body read
@@ -80,7 +82,40 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(ApiKeyMiddleware, routers=keyed, api_key=settings.api_key)
     for router in routers:
         app.include_router(router)
+    # every route, flat (405/OPTIONS answers list the methods of all routes of a path)
+    app.state.api_routes = [*app.routes, *(route for r in routers for route in r.routes)]
     return app
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def integer_bounds(node: Any) -> Any:
+    """Write the bounds of integer schemas as integers (FastAPI's OpenAPI model holds
+    them as floats: ``"maximum": 2147483646.0``)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = int(value)
+        for value in node.values():
+            integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            integer_bounds(value)
+    return node
+
+
+def _openapi_with_integer_bounds(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = integer_bounds(build())
+        return app.openapi_schema
+
+    return openapi
 
 
 def _version() -> str:

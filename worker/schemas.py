@@ -15,6 +15,9 @@ JobStatus = Literal[
 ]
 Transforms = Literal["none", "flips", "rotations", "all"]
 
+MAX_JOB_SEED = 2**53 - 1
+"""Largest job seed: the largest integer every JSON client (JavaScript too) holds exactly."""
+
 
 class TrainJobRequest(BaseModel):
     """Train a model on a dataset and publish it to the model store.
@@ -39,7 +42,7 @@ class TrainJobRequest(BaseModel):
     steps_per_scale: int | None = Field(
         None, ge=1, le=1_000_000, description="optimisation steps per scale (preset default)"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_JOB_SEED)
 
     @field_validator("name")
     @classmethod
@@ -64,7 +67,9 @@ class AugmentJobRequest(BaseModel):
     output: str = Field(..., description="s3://bucket/prefix/ or a local folder under the data root")
     model: str | None = Field(None, description="model name (default: the default model)")
     variants_per_mask: int = Field(1, ge=1, le=256)
-    seed: int | None = Field(None, ge=0, lt=2**63, description="job seed (random when absent)")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_JOB_SEED, description="job seed (random when absent)"
+    )
     noise: float = Field(1.0, ge=0.0, le=10.0)
     relabel: dict[str, str] | None = Field(
         None, description="replace classes by name before generating, e.g. {'low_grade': 'high_grade'}"
