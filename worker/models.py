@@ -62,7 +62,7 @@ class ModelInfo:
 
 def check_name(name: str) -> str:
     """Model names are file stems: letters, digits, ``.``, ``_``, ``-`` (at most 64)."""
-    if not NAME_RE.match(name) or name.endswith(".pt") or ".." in name:
+    if not NAME_RE.fullmatch(name) or name.endswith(".pt") or ".." in name:
         raise ValueError(
             f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -95,7 +95,7 @@ def bundled_names(folder: Path) -> list[str]:
     """Names of the serving files in a bundled-models folder."""
     if not folder.is_dir():
         return []
-    return [p.stem for p in folder.glob("*.pt") if NAME_RE.match(p.stem)]
+    return [p.stem for p in folder.glob("*.pt") if NAME_RE.fullmatch(p.stem)]
 
 
 class ModelStore:

@@ -82,10 +82,10 @@ def _enqueue(
 
 
 def fetch(conn: Redis, job_id: str) -> Job:
-    """The RQ job; KeyError when it does not exist (or has expired)."""
+    """The RQ job; KeyError when it does not exist (or has expired) or the id is malformed."""
     try:
         return Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # RQ: ValueError for ids with '.', ' ', '*'...
         raise KeyError(f"unknown job {job_id!r}") from None
 
 
