@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any, cast, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
@@ -42,6 +43,18 @@ def connect(settings: Settings | None = None) -> Redis:
     retry = RedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     return Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30,
                           retry=retry)
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and messages)."""
+    if not url:
+        return "(not set)"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def enqueue_train(conn: Redis, req: TrainJobRequest, settings: Settings | None = None) -> JobInfo:
