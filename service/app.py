@@ -33,7 +33,9 @@ GANs, segment images with the model's segmenter, and run bulk augmentation and t
 jobs on RQ workers.
 
 Every error has the shape `{"error": {"code", "message", "details"}}`. When the server
-sets `API_KEY`, every route but `/health` and `/ready` needs the `X-API-Key` header.
+sets `HISTOSYNTH_API_KEY`, every route but `/health`, `/ready` and this description
+(`/docs`, `/redoc`, `/openapi.json`) needs the `X-API-Key` header; it is checked before the
+request body is read.
 """
 
 

@@ -20,7 +20,8 @@ from worker import queue
 api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
-    description="Required on every route but /health when the server sets API_KEY.",
+    description="Required on every route but /health, /ready and the API docs when the "
+    "server sets HISTOSYNTH_API_KEY.",
 )
 
 
