@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -68,19 +69,24 @@ def test_serve_starts_redis_and_worker_and_stops_them(
             proc.kill()
 
 
-def _start_serve(tmp_path: Path, tiny_model_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``histosynth serve`` with the embedded valkey and one worker; stderr in a file."""
+@contextmanager
+def _serving(tmp_path: Path, tiny_model_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``histosynth serve`` (embedded valkey, one worker) until ready; stderr in serve.log."""
     settings = make_settings(tmp_path, tiny_model_path)
     env = settings.to_env()
     env.pop("REDIS_URL")
-    port = free_port()
-    stderr = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - the child writes it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        cwd=tmp_path, env=_env(env), stdout=subprocess.DEVNULL, stderr=stderr,
-    )
-    stderr.close()
-    return proc, f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"
+    with open(tmp_path / "serve.log", "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", url.rpartition(":")[2]],
+            cwd=tmp_path, env=_env(env), stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    try:
+        _wait_ready(url, proc)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _valkey(proc: subprocess.Popen[bytes]) -> psutil.Process:
@@ -107,15 +113,12 @@ def test_serve_supervises_valkey_and_takes_it_along_when_killed(
     tmp_path: Path, tiny_model_path: Path
 ) -> None:
     """valkey killed: restarted, /ready recovers. serve killed -9: valkey and worker exit."""
-    proc, url = _start_serve(tmp_path, tiny_model_path)
-    try:
-        _wait_ready(url, proc)
+    with _serving(tmp_path, tiny_model_path) as (proc, url):
         first = _valkey(proc)
         (worker,) = [c for c in psutil.Process(proc.pid).children() if "worker" in " ".join(c.cmdline())]
         password = unquote(urlsplit(worker.environ()["REDIS_URL"]).password or "")
         assert len(password) >= 32
         first.kill()
-        _wait(lambda: not _redis_ok(url) or _valkey(proc).pid != first.pid, 10, "valkey died")
         _wait(lambda: _valkey(proc).pid != first.pid and _redis_ok(url), 20, "/ready recovered")
         assert not psutil.pid_exists(first.pid) or first.status() != psutil.STATUS_ZOMBIE
         second = _valkey(proc)
@@ -123,9 +126,6 @@ def test_serve_supervises_valkey_and_takes_it_along_when_killed(
         proc.wait(10)
         gone, alive = psutil.wait_procs([second, worker], timeout=10)
         assert not alive, [p.cmdline() for p in alive]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     log = (tmp_path / "serve.log").read_text(errors="replace")
     assert "restarting" in log and password not in log
     assert password not in (tmp_path / "data" / "redis" / "valkey.log").read_text()
@@ -134,18 +134,13 @@ def test_serve_supervises_valkey_and_takes_it_along_when_killed(
 def test_serve_stops_valkey_when_its_data_folder_is_gone(
     tmp_path: Path, tiny_model_path: Path
 ) -> None:
-    proc, url = _start_serve(tmp_path, tiny_model_path)
-    try:
-        _wait_ready(url, proc)
+    with _serving(tmp_path, tiny_model_path) as (proc, _url):
         valkey = _valkey(proc)
         shutil.rmtree(tmp_path / "data" / "redis")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         gone, alive = psutil.wait_procs([valkey], timeout=5)
         assert not alive
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> dict:
