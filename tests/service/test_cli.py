@@ -89,9 +89,11 @@ def _serving(tmp_path: Path, tiny_model_path: Path) -> Iterator[tuple[subprocess
             proc.kill()
 
 
-def _valkey(proc: subprocess.Popen[bytes]) -> psutil.Process:
-    (valkey,) = [c for c in psutil.Process(proc.pid).children() if "valkey" in c.name()]
-    return valkey
+def _valkey(proc: subprocess.Popen[bytes]) -> psutil.Process | None:
+    """The server's valkey child (None between its death and its restart)."""
+    found = [c for c in psutil.Process(proc.pid).children() if "valkey" in c.name()]
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -110,20 +112,28 @@ def _redis_ok(url: str) -> bool:
 
 
 def test_serve_supervises_valkey_and_takes_it_along_when_killed(
-    tmp_path: Path, tiny_model_path: Path
+    tmp_path: Path, tiny_model_path: Path, synthetic_dataset_dir: Path
 ) -> None:
-    """valkey killed: restarted, /ready recovers. serve killed -9: valkey and worker exit."""
+    """valkey killed: restarted, /ready recovers, jobs run. serve killed -9: valkey and
+    worker exit."""
+    shutil.copytree(synthetic_dataset_dir, tmp_path / "data" / "datasets" / "synth")
     with _serving(tmp_path, tiny_model_path) as (proc, url):
         first = _valkey(proc)
+        assert first is not None
         (worker,) = [c for c in psutil.Process(proc.pid).children() if "worker" in " ".join(c.cmdline())]
         password = unquote(urlsplit(worker.environ()["REDIS_URL"]).password or "")
         assert len(password) >= 32
         first.kill()
-        _wait(lambda: _valkey(proc).pid != first.pid and _redis_ok(url), 20, "/ready recovered")
+        _wait(lambda: _valkey(proc) not in (None, first) and _redis_ok(url), 20, "/ready recovered")
         assert not psutil.pid_exists(first.pid) or first.status() != psutil.STATUS_ZOMBIE
+        job = httpx.post(url + "/jobs/augment", json={"source": "datasets/synth", "output": "out"})
+        assert job.status_code == 202, job.text
+        status = lambda: httpx.get(f"{url}/jobs/{job.json()['id']}").json()["status"]  # noqa: E731
+        _wait(lambda: status() == "finished", 120, "the worker ran a job after the restart")
         second = _valkey(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        assert second is not None
         gone, alive = psutil.wait_procs([second, worker], timeout=10)
         assert not alive, [p.cmdline() for p in alive]
     log = (tmp_path / "serve.log").read_text(errors="replace")
@@ -136,6 +146,7 @@ def test_serve_stops_valkey_when_its_data_folder_is_gone(
 ) -> None:
     with _serving(tmp_path, tiny_model_path) as (proc, _url):
         valkey = _valkey(proc)
+        assert valkey is not None
         shutil.rmtree(tmp_path / "data" / "redis")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
