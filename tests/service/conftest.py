@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -124,3 +126,28 @@ def assert_error(response: httpx.Response, status: int, code: str, *needles: str
     for needle in needles:
         assert needle in body["error"]["message"], (needle, body["error"]["message"])
     return body["error"]
+
+
+# ---- raw HTTP (to see what the server does before a client has sent the whole body) ----
+def raw_connect(server: LiveServer) -> socket.socket:
+    url = urlsplit(server.url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return sock
+
+
+def raw_head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
+    """What the server sent until it closed the connection (or ``timeout_s`` passed)."""
+    sock.settimeout(timeout_s)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data
