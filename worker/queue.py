@@ -27,6 +27,7 @@ from rq.registry import (
 )
 from rq.results import Result
 
+from model.errors import UnknownNameError
 from worker.runtime import QUEUES, cancel_requested, request_cancel
 from worker.schemas import AugmentJobRequest, JobInfo, JobStatus, TrainJobRequest
 from worker.settings import Settings, get_settings
@@ -95,11 +96,12 @@ def _enqueue(
 
 
 def fetch(conn: Redis, job_id: str) -> Job:
-    """The RQ job; KeyError when it does not exist (or has expired) or the id is malformed."""
+    """The RQ job; UnknownNameError when it does not exist (or has expired) or the id is
+    malformed."""
     try:
         return Job.fetch(job_id, connection=conn)
     except (NoSuchJobError, ValueError):  # RQ: ValueError for ids with '.', ' ', '*'...
-        raise KeyError(f"unknown job {job_id!r}") from None
+        raise UnknownNameError(f"unknown job {job_id!r}") from None
 
 
 def get_job(conn: Redis, job_id: str) -> JobInfo:
