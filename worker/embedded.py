@@ -230,7 +230,8 @@ class RedisSupervisor:
     def _loop(self) -> None:
         # The thread that starts a child is its "parent" for PR_SET_PDEATHSIG: restarts
         # happen here, and this thread lives until stop().
-        while not self._stop.wait(self.interval_s):
+        wait_s = self.interval_s
+        while not self._stop.wait(wait_s):
             if self.server.alive():
                 continue
             code = self.server.process.returncode if self.server.process else None
@@ -238,8 +239,11 @@ class RedisSupervisor:
             try:
                 self.server.start()
             except (OSError, RuntimeError) as exc:
-                log.error("could not restart the embedded valkey: %s", exc)
+                wait_s = min(30.0, wait_s * 2)  # back off while it cannot start
+                log.error("could not restart the embedded valkey (next try in %.0f s): %s",
+                          wait_s, exc)
                 continue
+            wait_s = self.interval_s
             self.restarts += 1
             log.info("embedded valkey restarted (%d restart(s) so far)", self.restarts)
             if self.on_restart is not None:
