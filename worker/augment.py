@@ -34,7 +34,7 @@ from worker.layouts import Counter, Layout, Report, Sample, ShouldStop, open_lay
 from worker.models import ModelStore
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
-from worker.storage import LocalStorage, Storage, open_storage
+from worker.storage import Storage, check_output_location, open_storage
 
 if TYPE_CHECKING:
     from model.pipeline import Pipeline
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 __all__ = ["MAX_PAIR_SEED", "TRANSFORMS", "Augmenter", "Pair", "list_masks", "pair_seed", "plan_pairs",
            "prepare", "run_augment", "source_location", "transform"]
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     """PNG of an RGB uint8 image or an 8/16-bit single-channel mask."""
     buf = io.BytesIO()
@@ -56,7 +58,10 @@ def source_location(source: str, settings: Settings, metadata: dict[str, Any], t
         return open_storage(source, settings, trusted=trusted)
     root = (metadata.get("dataset") or {}).get("root")
     if root and Path(root).is_dir():
-        return LocalStorage(Path(root))  # recorded by the training run: an operator location
+        try:  # recorded by the training run; a request may use it only under the data root
+            return open_storage(str(root), settings, trusted=trusted)
+        except ValueError as exc:
+            raise ValueError(f"source 'training' (the model's dataset): {exc}") from None
     uri = metadata.get("dataset_uri")
     if uri:
         return open_storage(str(uri), settings, trusted=trusted)
@@ -152,7 +157,10 @@ def prepare(
     if model_path is not None and req.model is None:
         name = pipe.name
     source = source_location(req.source, settings, pipe.metadata, trusted)
-    layout = open_layout(req, open_storage(req.output, settings, trusted=trusted))
+    out = open_storage(req.output, settings, trusted=trusted)
+    if not trusted:
+        check_output_location(out, settings)
+    layout = open_layout(req, out)
     augmenter = Augmenter(pipe, name, source, req, settings.max_pixels)
     return Prepared(augmenter, layout, list_masks(source) if list_source else [])
 
