@@ -101,8 +101,12 @@ def init(ctx: DistContext, device: torch.device) -> None:
                             timeout=TIMEOUT)
 
 
-def shutdown(ctx: DistContext) -> None:
+def shutdown(ctx: DistContext, wait: bool = True) -> None:
+    """Leave the group; ``wait``: together, so no rank tears down its connections while
+    another still works (after a failure the others are not waiting: leave at once)."""
     if ctx.enabled and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

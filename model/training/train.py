@@ -129,9 +129,12 @@ def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, 
     try:
         if resume and (out / "state.pt").exists():
             trainer.load_state(out / "state.pt")
-        return trainer.run(*callbacks) if ctx.main else trainer.run(None, None, False)
-    finally:
-        distributed.shutdown(ctx)
+        result = trainer.run(*callbacks) if ctx.main else trainer.run(None, None, False)
+    except BaseException:
+        distributed.shutdown(ctx, wait=False)
+        raise
+    distributed.shutdown(ctx)
+    return result
 
 
 def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset) -> None:
