@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from fastapi.concurrency import run_in_threadpool
 
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
-from service.routes import generate, health, jobs, models, segment
+from service.routes import generate, health, jobs, masks, models, pairs, segment, studio
 from worker.models import ModelStore
 from worker.settings import Settings, get_settings
 
@@ -28,6 +29,9 @@ DESCRIPTION = """\
 Turn semantic masks into synthetic H&E histology images with a pyramid of conditional
 GANs, segment images with the model's segmenter, and run bulk augmentation and training
 jobs on RQ workers.
+
+HistoSynth Studio, a web page to draw masks, generate variants, segment tiles and run
+jobs with this API, is served at `/`.
 
 Every error has the shape `{"error": {"code", "message", "details"}}`. When the server
 sets `API_KEY`, every route but `/health` and `/ready` needs the `X-API-Key` header.
@@ -72,8 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    for module in (generate, segment, models, jobs, health):
+    for module in (generate, segment, masks, models, jobs, pairs, health, studio):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=studio.STATIC_DIR), name="static")
     return app
 
 

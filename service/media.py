@@ -17,10 +17,17 @@ import numpy as np
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
+from model.classes import ClassTable
 from model.data import read_image, read_mask
 from service.errors import ApiError
 from service.limits import too_large
-from service.schemas import GeneratedImage, GenerationInfo, GenerationManifest, ManifestEntry
+from service.schemas import (
+    GeneratedImage,
+    GenerationInfo,
+    GenerationManifest,
+    ManifestEntry,
+    SegmentFormat,
+)
 
 log = logging.getLogger("histosynth.service")
 
@@ -115,6 +122,15 @@ def encode_png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
+
+
+def encode_labels(classes: ClassTable, labels: np.ndarray, fmt: SegmentFormat) -> bytes:
+    """PNG of a class map (H, W): ``index`` 8-bit indices, ``values`` raw values, ``color`` RGB."""
+    if fmt == "color":
+        return encode_png(classes.to_color(labels))
+    if fmt == "values":
+        return encode_png(classes.to_values(labels))
+    return encode_png(labels.astype(np.uint8))
 
 
 def variant_name(i: int) -> str:

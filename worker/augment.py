@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from model.pipeline import Pipeline
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+RECORDS = "records/"
+"""Folder of the per-pair records (``records/<index>.json``) in a job's output."""
 MAX_PAIR_SEED = 2**31 - 2
 TRANSFORMS: dict[str, tuple[str, ...]] = {
     "none": ("id",),
@@ -62,7 +64,22 @@ class Pair:
     @property
     def keys(self) -> tuple[str, str, str]:
         """(image key, mask key, record key) in the output."""
-        return f"images/{self.stem}.png", f"masks/{self.stem}.png", f"records/{self.index:06d}.json"
+        return f"images/{self.stem}.png", f"masks/{self.stem}.png", record_key(self.index)
+
+
+def record_key(index: int) -> str:
+    """Key of pair ``index``'s record in the output."""
+    return f"{RECORDS}{index:06d}.json"
+
+
+def read_records(out: Storage, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many pairs an output holds so far and the records of the first ``limit``.
+
+    A pair counts once its record is written (the record is its commit marker), so this
+    works while the job is still running.
+    """
+    keys = [k for k in out.list(RECORDS) if k.endswith(".json")]
+    return len(keys), [json.loads(out.read_bytes(k)) for k in keys[:limit]]
 
 
 def pair_seed(job_seed: int, index: int) -> int:

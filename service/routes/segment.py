@@ -6,14 +6,13 @@ from functools import partial
 from typing import Annotated
 
 import anyio
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 
 from model.pipeline import Pipeline
 from service.deps import LimiterDep, RegistryDep, SettingsDep, require_api_key, resolve_model
 from service.errors import ApiError, error_responses
-from service.media import check_min_side, decode_image_file, encode_png, read_upload
+from service.media import check_min_side, decode_image_file, encode_labels, read_upload
 from service.schemas import SegmentFormat
 
 router = APIRouter(tags=["segment"], dependencies=[Depends(require_api_key)])
@@ -72,12 +71,4 @@ def run_segmentation(
         labels = pipeline.segment(image)  # (H, W) int64
     except ValueError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
-    return encode_png(_encode_labels(pipeline, labels, fmt))
-
-
-def _encode_labels(pipeline: Pipeline, labels: np.ndarray, fmt: SegmentFormat) -> np.ndarray:
-    if fmt == "color":
-        return pipeline.classes.to_color(labels)
-    if fmt == "values":
-        return pipeline.classes.to_values(labels)
-    return labels.astype(np.uint8)
+    return encode_labels(pipeline.classes, labels, fmt)
