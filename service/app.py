@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
 
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware

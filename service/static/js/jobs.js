@@ -112,7 +112,7 @@ export class JobsPanel {
 
   create(job) {
     const bar = el("progress", { max: 100, value: 0, "aria-label": `progress of job ${job.id}` });
-    const cancel = el("button", { type: "button", class: "small", text: "Cancel" });
+    const cancel = el("button", { type: "button", class: "small cancel", text: "Cancel" });
     const pairsButton = el("button", { type: "button", class: "small", text: "First pairs", hidden: true });
     const item = {
       bar, cancel, pairsButton,
