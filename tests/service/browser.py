@@ -63,6 +63,10 @@ def start_chromium(downloads: Path) -> Any:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(options=options, service=Service(driver))
     browser.set_script_timeout(60)
+    # the viewport itself at 1440x900 (the window size includes the browser's frame)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1440, "height": 900, "deviceScaleFactor": 1, "mobile": False,
+    })
     return browser
 
 
@@ -140,6 +144,7 @@ def screenshot(browser: Any, name: str) -> None:
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0);")  # the header in view, like a fresh page
     image = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("RGB")
     image.save(Path(folder) / f"{name}.png", optimize=True)
 

@@ -170,15 +170,19 @@ def test_draw_generate_overlay_relabel_and_download(
     open_studio(browser, studio_server)
     assert by(browser, "#mask-canvas").get_attribute("width") == "1024"
     assert canvas_colours(browser) == {COLOURS["stroma"]: 1024 * 1024}
-    # two classes of strokes
-    by(browser, "#brush-size").send_keys("\ue014" * 40)  # right arrow: a wider brush
+    by(browser, "#example-mask").click()  # glands of every class to draw over
+    layout = canvas_colours(browser)
+    assert set(layout) == set(COLOURS.values())
+    # strokes of two classes
+    by(browser, "#brush-size").send_keys("\ue014" * 40)  # right arrow: a 64 px brush
     paint(browser, "benign", (-150, -150), [(60, 0), (60, 40), (0, 60)])
-    paint(browser, "low_grade", (40, 60), [(80, 0), (0, 80), (-60, 20)])
+    paint(browser, "high_grade", (40, 60), [(80, 0), (0, 80), (-60, 20)])
     colours = canvas_colours(browser)
-    assert set(colours) == {COLOURS["stroma"], COLOURS["benign"], COLOURS["low_grade"]}
-    assert min(colours.values()) > 2000
+    assert colours[COLOURS["benign"]] > layout[COLOURS["benign"]] + 2000
+    assert colours[COLOURS["high_grade"]] > layout[COLOURS["high_grade"]] + 2000
+    assert sum(colours.values()) == 1024 * 1024 and set(colours) == set(COLOURS.values())
     by(browser, "#undo").click()
-    assert COLOURS["low_grade"] not in canvas_colours(browser)
+    assert canvas_colours(browser)[COLOURS["high_grade"]] < colours[COLOURS["high_grade"]]
     by(browser, "#redo").click()
     assert canvas_colours(browser) == colours
     screenshot(browser, "draw")
@@ -337,7 +341,7 @@ def test_segment_a_tile_see_the_legend_and_edit_it(
 
 # ---- jobs --------------------------------------------------------------------------------------
 def test_run_an_augmentation_job_to_100_percent_and_cancel_one(
-    browser: Any, studio_server: LiveServer, rq_worker: Any
+    browser: Any, studio_server: LiveServer, redis_conn: Any, rq_worker: Any
 ) -> None:
     rq_worker(env=studio_server.settings.to_env(), queues=("augment",))
     open_studio(browser, studio_server, "jobs")

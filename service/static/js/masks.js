@@ -33,7 +33,7 @@ export function stampDisc(mask, cx, cy, radius, cls) {
 
 /** Stamp discs along the segment (x0, y0) -> (x1, y1). */
 export function strokeLine(mask, x0, y0, x1, y1, radius, cls) {
-  const steps = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / Math.max(1, radius / 2)));
+  const steps = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / Math.max(1, radius / 4)));
   for (let i = 1; i <= steps; i++) {
     const t = i / steps;
     stampDisc(mask, x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, radius, cls);
