@@ -392,3 +392,24 @@ def test_models_tab_shows_classes_training_and_evaluation(browser: Any, studio_s
         assert needle in text, needle
     assert all_by(browser, "article[data-model='tiny']")
     assert severe_console_errors(browser) == []
+
+
+def test_every_control_has_a_label_and_buttons_are_buttons(browser: Any, studio_server: LiveServer) -> None:
+    open_studio(browser, studio_server)
+    unnamed = browser.execute_script(
+        """
+        const named = (e) => (e.labels && e.labels.length) || e.getAttribute('aria-label')
+          || e.getAttribute('aria-labelledby') || (e.tagName === 'BUTTON' && e.textContent.trim());
+        return [...document.querySelectorAll('input, select, textarea, button')]
+          .filter((e) => e.type !== 'hidden' && !named(e)).map((e) => e.outerHTML.slice(0, 80));
+        """
+    )
+    assert unnamed == []
+    clickable = browser.execute_script(
+        "return [...document.querySelectorAll('[onclick], div[tabindex], span[tabindex]')].length;"
+    )
+    assert clickable == 0
+    # the tabs work from the keyboard
+    by(browser, "#tab-draw").send_keys("\ue014")  # right arrow
+    assert by(browser, "#panel-segment").is_displayed()
+    assert browser.switch_to.active_element.get_attribute("id") == "tab-segment"
