@@ -6,8 +6,9 @@ live in :mod:`worker.schemas`, shared with the workers; the routes use them dire
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Form
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.pipeline import MAX_SEED as PIPELINE_MAX_SEED
@@ -17,6 +18,12 @@ OutputFormat = Literal["png", "zip", "json"]
 
 SegmentFormat = Literal["index", "values", "color"]
 """``index``: 8-bit class indices; ``values``: raw dataset values; ``color``: RGB palette."""
+
+ModelForm = Annotated[str | None, Form(description="Model name (default: DEFAULT_MODEL).")]
+"""The ``model`` form field of the multipart routes."""
+
+ClassMapForm = Annotated[SegmentFormat, Form(description="index, values or color (default color).")]
+"""The ``format`` form field of routes answering a class map."""
 
 MAX_SEED = PIPELINE_MAX_SEED
 """Largest accepted seed (variant i uses seed + i, which must stay <= this)."""

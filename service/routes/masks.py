@@ -12,22 +12,18 @@ from fastapi.responses import Response
 from model.classes import MaskEncoding
 from model.pipeline import Pipeline
 from service.deps import RegistryDep, SettingsDep, require_api_key, resolve_model
-from service.errors import error_responses
-from service.media import decode_mask_file, encode_labels, read_upload
+from service.media import decode_mask_file, encode_labels, png_responses, read_upload
 from service.routes.generate import decode_classes
-from service.schemas import SegmentFormat
+from service.schemas import ClassMapForm, ModelForm, SegmentFormat
 
 router = APIRouter(prefix="/masks", tags=["masks"], dependencies=[Depends(require_api_key)])
 
-_RESPONSES = {
-    200: {
-        "description": "The mask as a PNG of the same size: `index` (8-bit class indices), "
-        "`values` (the model's raw mask values) or `color` (RGB in the class colours). "
-        "`X-HistoSynth-Classes` lists class names in index order.",
-        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-    },
-    **error_responses(400, 401, 404, 413, 422, 503),
-}
+_RESPONSES = png_responses(
+    "The mask as a PNG of the same size: `index` (8-bit class indices), `values` (the model's "
+    "raw mask values) or `color` (RGB in the class colours). `X-HistoSynth-Classes` lists "
+    "class names in index order.",
+    400, 401, 404, 413, 422, 503,
+)
 
 
 @router.post("/convert", response_class=Response, responses=_RESPONSES, summary="Convert a mask")
@@ -43,10 +39,8 @@ async def convert_mask(
         Form(description="How to read the mask: auto (2-D = raw values, RGB = colours), "
              "values, index or color."),
     ] = "auto",
-    format: Annotated[
-        SegmentFormat, Form(description="index, values or color (default color).")
-    ] = "color",
-    model: Annotated[str | None, Form(description="Model name (default: DEFAULT_MODEL).")] = None,
+    format: ClassMapForm = "color",
+    model: ModelForm = None,
 ) -> Response:
     """Decode a mask with the model's class table, exactly as /generate would, and return it
     as class indices, raw values or colours (an unknown value or colour is a 400 listing the

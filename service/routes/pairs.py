@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from model.imageio import read_mask
 from service.deps import RedisDep, RegistryDep, SettingsDep, lookup_model, require_api_key
 from service.errors import ApiError, error_responses
-from service.media import encode_labels
+from service.media import encode_labels, png_responses
 from service.routes.jobs import get_job, open_location
 from service.schemas import JobPairs, PairOut, SegmentFormat
 from worker import queue
@@ -31,7 +31,6 @@ MAX_PAIRS = 64
 """Most pair records one GET /jobs/{id}/pairs returns."""
 
 PairIndex = Annotated[int, Path(ge=0, description="Pair index (as in the manifest).")]
-_PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @router.get(
@@ -57,7 +56,8 @@ def list_pairs(
 
 @router.get(
     "/{job_id}/pairs/{index}/image", response_class=Response,
-    responses={**_PNG, **error_responses(400, 401, 403, 404, 503)}, summary="A pair's image",
+    responses=png_responses("The image (PNG).", 400, 401, 403, 404, 503),
+    summary="A pair's image",
 )
 def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: SettingsDep) -> Response:
     """The generated H&E image of pair ``index`` (PNG)."""
@@ -68,7 +68,8 @@ def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: Settings
 
 @router.get(
     "/{job_id}/pairs/{index}/mask", response_class=Response,
-    responses={**_PNG, **error_responses(400, 401, 403, 404, 503)}, summary="A pair's mask",
+    responses=png_responses("The mask (PNG).", 400, 401, 403, 404, 503),
+    summary="A pair's mask",
 )
 def pair_mask(
     job_id: str, index: PairIndex, conn: RedisDep, settings: SettingsDep, registry: RegistryDep,
