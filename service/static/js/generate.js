@@ -174,8 +174,11 @@ export class GeneratePanel {
       this.card(before, img, "before"),
       this.card(after, after.images[i], "after"),
     ]));
-    const title = el("p", { class: "hint", text: `before: as drawn; after: ${names[from].name} turned into ${names[to].name}; same seeds` });
-    $("#before-after").replaceChildren(title, ...rows);
+    const head = el("div", { class: "pair pair-head" }, [
+      el("h4", { text: "Before: as drawn" }),
+      el("h4", { text: `After: ${names[from].name} turned into ${names[to].name}` }),
+    ]);
+    $("#before-after").replaceChildren(head, ...rows);
     this.drawOverlays();
   }
 }
