@@ -310,6 +310,11 @@ def test_example_layout_fill_and_keyboard(browser: Any, studio_server: LiveServe
     assert after != before and after[COLOURS["high_grade"]] > before[COLOURS["high_grade"]]
     canvas.send_keys(Keys.CONTROL, "z")
     assert canvas_colours(browser) == before
+    # another model: its classes on the brushes; a mask with classes it lacks starts over
+    choose(browser, "#model-select", "prostate-binary")
+    wait_until(browser, lambda b: len(all_by(b, "#class-buttons input")) == 2, "the binary classes")
+    assert canvas_colours(browser) == {COLOURS["stroma"]: 1024 * 1024}
+    assert "gland" in by(browser, "#class-buttons").text
 
 
 # ---- segment ---------------------------------------------------------------------------------

@@ -118,8 +118,8 @@ class Studio {
       this.model = name;
       this.classes = detail.classes;
       this.palette = detail.classes.map((c) => hexToRgb(c.color));
+      this.editor.setPalette(this.palette); // a mask with classes this model lacks starts over
       this.classButtons();
-      this.editor.setPalette(this.palette);
       if (!this.started) this.newMask(this.defaultSide(), this.defaultSide());
       this.started = true;
       this.generate.onModel(detail, this.limits);
