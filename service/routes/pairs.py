@@ -35,7 +35,7 @@ PairIndex = Annotated[int, Path(ge=0, description="Pair index (as in the manifes
 
 @router.get(
     "/{job_id}/pairs", response_model=JobPairs,
-    responses=error_responses(400, 401, 403, 404, 503), summary="First pairs of a job",
+    responses=error_responses(400, 401, 403, 404, 422, 503), summary="First pairs of a job",
 )
 def list_pairs(
     job_id: str, conn: RedisDep, settings: SettingsDep,
@@ -56,7 +56,7 @@ def list_pairs(
 
 @router.get(
     "/{job_id}/pairs/{index}/image", response_class=Response,
-    responses=png_responses("The image (PNG).", 400, 401, 403, 404, 503),
+    responses=png_responses("The image (PNG).", 400, 401, 403, 404, 422, 503),
     summary="A pair's image",
 )
 def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: SettingsDep) -> Response:
@@ -68,7 +68,7 @@ def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: Settings
 
 @router.get(
     "/{job_id}/pairs/{index}/mask", response_class=Response,
-    responses=png_responses("The mask (PNG).", 400, 401, 403, 404, 503),
+    responses=png_responses("The mask (PNG).", 400, 401, 403, 404, 422, 503),
     summary="A pair's mask",
 )
 def pair_mask(
