@@ -142,6 +142,7 @@ export class JobsPanel {
     await guarded(item.pairsButton, item.error, async () => {
       const { pairs, written, output } = await api.getJson(`/jobs/${jobId}/pairs`, { limit: FIRST_PAIRS });
       const figures = await Promise.all(pairs.map((pair) => pairFigure(pair)));
+      for (const img of item.pairs.querySelectorAll("img")) URL.revokeObjectURL(img.src);
       const note = el("p", { class: "hint", text: `first ${pairs.length} of ${written} pairs in ${output}` });
       item.pairs.replaceChildren(note, el("div", { class: "pair-grid" }, figures));
     });
