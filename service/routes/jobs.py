@@ -8,8 +8,10 @@ Redis unreachable: 503 (``redis_unavailable``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
+from fastapi import Path as PathParam
 
 from service.deps import RedisDep, RegistryDep, SettingsDep, lookup_model, require_api_key
 from service.errors import ApiError, error_responses
@@ -24,6 +26,12 @@ TRAINING_SOURCE = "training"
 """``source`` value meaning the masks of the dataset the model was trained on."""
 
 _FORBIDDEN_HINTS = ("not allowed", "outside the data root", "contains '..'", "leaves")
+
+JobId = Annotated[
+    str,
+    PathParam(pattern=r"^[A-Za-z0-9_-]+$", max_length=128,
+              description="Job id as returned on submission (letters, digits, '_', '-')."),
+]
 _DONE = ("finished", "failed")
 
 

@@ -19,7 +19,7 @@ from model.imageio import read_mask
 from service.deps import RedisDep, RegistryDep, SettingsDep, lookup_model, require_api_key
 from service.errors import ApiError, error_responses
 from service.media import encode_labels, png_responses
-from service.routes.jobs import get_job, open_location
+from service.routes.jobs import JobId, get_job, open_location
 from service.schemas import JobPairs, PairOut, SegmentFormat
 from worker import queue
 from worker.augment import read_records, record_key
@@ -38,7 +38,7 @@ PairIndex = Annotated[int, Path(ge=0, description="Pair index (as in the manifes
     responses=error_responses(400, 401, 403, 404, 422, 503), summary="First pairs of a job",
 )
 def list_pairs(
-    job_id: str, conn: RedisDep, settings: SettingsDep,
+    job_id: JobId, conn: RedisDep, settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAIRS, description="Most pairs to return.")] = 4,
 ) -> JobPairs:
     """The first ``limit`` image/mask pairs an augmentation job has written, in index order,
@@ -59,7 +59,7 @@ def list_pairs(
     responses=png_responses("The image (PNG).", 400, 401, 403, 404, 422, 503),
     summary="A pair's image",
 )
-def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: SettingsDep) -> Response:
+def pair_image(job_id: JobId, index: PairIndex, conn: RedisDep, settings: SettingsDep) -> Response:
     """The generated H&E image of pair ``index`` (PNG)."""
     out = _output(conn, job_id, settings)
     _, png = _read(out, job_id, index, "image")
@@ -72,7 +72,7 @@ def pair_image(job_id: str, index: PairIndex, conn: RedisDep, settings: Settings
     summary="A pair's mask",
 )
 def pair_mask(
-    job_id: str, index: PairIndex, conn: RedisDep, settings: SettingsDep, registry: RegistryDep,
+    job_id: JobId, index: PairIndex, conn: RedisDep, settings: SettingsDep, registry: RegistryDep,
     format: Annotated[
         SegmentFormat, Query(description="values (as written), index or color.")
     ] = "values",

@@ -148,6 +148,7 @@ def test_first_pairs_of_an_augment_job(api: httpx.Client, jobs_server: LiveServe
     assert_error(api.get(f"/jobs/{job['id']}/pairs/99/image"), 404, "unknown_pair", "99")
     assert_error(api.get(f"/jobs/{job['id']}/pairs", params={"limit": 0}), 422, "validation_error")
     assert_error(api.get("/jobs/nope/pairs"), 404, "unknown_job")
+    assert_error(api.get("/jobs/bad.id/pairs"), 422, "validation_error", "job_id")
 
 
 def test_a_train_job_has_no_pairs(api: httpx.Client) -> None:
