@@ -47,6 +47,7 @@ export class JobsPanel {
     const from = $("#job-relabel-from").value;
     const to = $("#job-relabel-to").value;
     const seed = $("#job-seed").value;
+    if (Boolean(from) !== Boolean(to)) throw new Error("relabel: choose both classes, or neither");
     return {
       source: $("#job-source").value.trim(),
       output: $("#job-output").value.trim(),
