@@ -19,7 +19,7 @@ from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
 from model.classes import ClassTable
-from model.data import read_image, read_mask
+from model.training.data import read_image, read_mask
 from service.errors import ApiError, error_responses
 from service.limits import too_large
 from service.schemas import (
