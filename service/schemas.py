@@ -25,7 +25,7 @@ ModelForm = Annotated[str | None, Form(description="Model name (default: DEFAULT
 ClassMapForm = Annotated[SegmentFormat, Form(description="index, values or color (default color).")]
 """The ``format`` form field of routes answering a class map."""
 
-MAX_SEED = PIPELINE_MAX_SEED
+MAX_SEED = PIPELINE_MAX_SEED - 1
 """Largest accepted seed (variant i uses seed + i, which must stay <= this)."""
 
 MAX_NOISE = 10.0
