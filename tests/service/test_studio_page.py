@@ -17,7 +17,10 @@ def test_page_is_served_at_root_without_a_key(keyed_server: LiveServer) -> None:
         assert "script-src 'self'" in r.headers["content-security-policy"]
         assert "<title>HistoSynth Studio</title>" in r.text
         assert "test-secret" not in r.text
+        assert c.get("/static/js/main.js").status_code == 200
         assert c.get("/models").status_code == 401  # the API itself still needs the key
+        assert c.post("/masks/convert").status_code == 401
+        assert c.get("/jobs/x/pairs").status_code == 401
 
 
 def test_every_file_the_page_loads_is_served(client: httpx.Client) -> None:
