@@ -94,9 +94,10 @@ def register(subparsers: Any) -> None:
         "experiment",
         help="run one of the paper's comparisons end to end",
         description="Train every compared method, evaluate on held-out "
-        "images, write OUT/<name>.md and OUT/<name>.json.",
+        "images, write OUT/<name>.md and OUT/<name>.json. augmentation: train the "
+        "m-FC-DenseNet with and without a generator's synthetic pairs (--model).",
     )
-    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("name", choices=(*EXPERIMENTS, "augmentation"))
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/, classes.json")
     p.add_argument("--out", required=True, help="output folder (runs and results)")
     p.add_argument(
@@ -110,14 +111,46 @@ def register(subparsers: Any) -> None:
         type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
         help="held-out image stems (default: the last 2 names, sorted)",
     )
-    p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction")
+    p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction; augmentation: runs per row")
     p.add_argument("--inception", help="local TorchScript Inception-v3 for FID/KID")
     p.add_argument("--classes", help="class table JSON (default: DATA/classes.json)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--perceptual-weights", help="local VGG19 weights for ours and pix2pixHD")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    _add_augmentation_options(p)
     p.set_defaults(func=cmd_experiment)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _relabel(text: str) -> dict[str, str]:
+    pairs = [v.strip() for v in text.split(",") if v.strip()]
+    if not all(v.count("=") == 1 for v in pairs):
+        raise argparse.ArgumentTypeError(f"--relabel takes FROM=TO[,FROM=TO], got {text!r}")
+    return dict(v.split("=") for v in pairs)  # type: ignore[misc]
+
+
+def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
+    from model.augmentation import TRANSFORMS
+    from model.experiments.augmentation import AUGMENTATION_BUDGETS, MIXINGS
+
+    g = p.add_argument_group("augmentation", "options of `experiment augmentation` "
+                             f"(budgets: {', '.join(AUGMENTATION_BUDGETS)})")
+    g.add_argument("--model", help="the generator's serving file (required)")
+    g.add_argument("--synthetic-per-mask", type=_ints, metavar="N,N",
+                   help="synthetic pairs per training mask, 0 = real pairs only (default: the budget's)")
+    g.add_argument("--mixings", type=lambda t: tuple(v.strip() for v in t.split(",") if v.strip()),
+                   help=f"for every non-zero amount, from {', '.join(MIXINGS)} (default: all)")
+    g.add_argument("--transforms", choices=list(TRANSFORMS), default="none",
+                   help="geometric copies of each mask, as for `histosynth augment`")
+    g.add_argument("--noise", type=float, default=1.0, help="generator noise scale (default 1)")
+    g.add_argument("--relabel", type=_relabel, help="replace classes before generating, FROM=TO")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -126,6 +159,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.name == "augmentation":
+        return _cmd_augmentation(args)
     result = run_experiment(
         args.name,
         args.data,
@@ -140,4 +175,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         perceptual_weights=args.perceptual_weights,
     )
     print(tables.markdown(result))
+    return 0
+
+
+def _cmd_augmentation(args: argparse.Namespace) -> int:
+    from model.experiments import augmentation_report
+    from model.experiments.augmentation import run_augmentation
+
+    if not args.model:
+        raise ValueError("experiment augmentation needs --model, the generator's serving file")
+    result = run_augmentation(
+        args.data, args.model, args.out, budget=args.budget, holdout=args.holdout,
+        seeds=args.seeds, per_mask=args.synthetic_per_mask, mixings=args.mixings,
+        transforms=args.transforms, noise=args.noise, relabel=args.relabel,
+        classes=args.classes, device=args.device,
+    )
+    print("\n".join(augmentation_report.section(result)))
     return 0
