@@ -271,7 +271,8 @@ def train_segmenter(setup: AugSetup, seed: int, per_mask: int, mixing: str,
 
     name = f"s{seed}-{REAL_ONLY}" if synthetic is None else f"s{seed}-n{per_mask}-{mixing}"
     run_dir = setup.runs / name
-    identity = {**setup.identity(), "seed": seed, "per_mask": per_mask, "mixing": mixing}
+    identity = json.loads(json.dumps({**setup.identity(), "seed": seed, "per_mask": per_mask,
+                                      "mixing": mixing}))  # as run.json reads back
     if (run_dir / "model.pt").is_file() and _read_json(run_dir / "run.json") == identity:
         setup.log(f"  reusing {run_dir / 'model.pt'}")
         return run_dir / "model.pt"

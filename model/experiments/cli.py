@@ -129,11 +129,11 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _relabel(text: str) -> dict[str, str]:
-    pairs = [v.strip() for v in text.split(",") if v.strip()]
-    if not all(v.count("=") == 1 for v in pairs):
-        raise argparse.ArgumentTypeError(f"--relabel takes FROM=TO[,FROM=TO], got {text!r}")
-    return dict(v.split("=") for v in pairs)  # type: ignore[misc]
+def _relabel(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"--relabel takes FROM=TO, got {text!r}")
+    return old.strip(), new.strip()
 
 
 def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
@@ -150,7 +150,8 @@ def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transforms", choices=list(TRANSFORMS), default="none",
                    help="geometric copies of each mask, as for `histosynth augment`")
     g.add_argument("--noise", type=float, default=1.0, help="generator noise scale (default 1)")
-    g.add_argument("--relabel", type=_relabel, help="replace classes before generating, FROM=TO")
+    g.add_argument("--relabel", type=_relabel, action="append", metavar="FROM=TO",
+                   help="replace a class by another before generating (repeatable)")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -187,7 +188,7 @@ def _cmd_augmentation(args: argparse.Namespace) -> int:
     result = run_augmentation(
         args.data, args.model, args.out, budget=args.budget, holdout=args.holdout,
         seeds=args.seeds, per_mask=args.synthetic_per_mask, mixings=args.mixings,
-        transforms=args.transforms, noise=args.noise, relabel=args.relabel,
+        transforms=args.transforms, noise=args.noise, relabel=dict(args.relabel or []),
         classes=args.classes, device=args.device,
     )
     print("\n".join(augmentation_report.section(result)))
