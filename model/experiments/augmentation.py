@@ -120,7 +120,9 @@ class MixedSampler:
         exact = batch * (self.share(self.draws) if self.synthetic is not None else 0.0)
         self.draws += 1
         n_syn = int(exact) + int(self.rng.random() < exact - int(exact))
-        parts = [s.sample(n) for s, n in ((self.real, batch - n_syn), (self.synthetic, n_syn)) if n]
+        parts = [self.real.sample(batch - n_syn)] if batch > n_syn else []
+        if n_syn and self.synthetic is not None:
+            parts.append(self.synthetic.sample(n_syn))
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])  # type: ignore[misc]
 
 
@@ -311,7 +313,7 @@ def _score(setup: AugSetup, path: Path) -> dict[str, Any]:
     return {"train_s": pipe.metadata.get("wall_time_s"), **scores}
 
 
-def run_rows(setup: AugSetup, on_row: Callable[[list[dict[str, Any]], int], None]) -> list[dict[str, Any]]:
+def run_rows(setup: AugSetup, on_row: Callable[[list[dict[str, Any]], int], object]) -> list[dict[str, Any]]:
     """Every (seed, amount, mixing) run with its held-out scores; ``on_row(rows, total)``
     after each."""
     amounts = [n for n in setup.per_mask if n > 0]
