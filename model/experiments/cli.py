@@ -113,7 +113,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction; augmentation: runs per row")
     p.add_argument("--inception", help="local TorchScript Inception-v3 for FID/KID")
-    p.add_argument("--classes", help="class table JSON (default: DATA/classes.json)")
+    p.add_argument("--classes", help="class table JSON (default: DATA/classes.json; augmentation: the generator's)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--perceptual-weights", help="local VGG19 weights for ours and pix2pixHD")
