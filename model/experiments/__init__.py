@@ -1,4 +1,4 @@
-"""``histosynth experiment <generation|supervised|ssl>``: the paper's comparisons end to end.
+"""``histosynth experiment <generation|supervised|ssl|augmentation>``: the paper's comparisons end to end.
 
 - ``generation`` (Table 1): pix2pix, pix2pixHD and ours (Algorithm 1) on held-out masks: SWD,
   FID/KID (Inception with ``--inception``, else the in-project random-conv extractor), mask
@@ -9,13 +9,15 @@
 - ``ssl`` (Tables 4-8): labelled fractions x seeds for m-FC-DenseNet, the pyramid, mean teacher
   (inductive, transductive) and ours (Algorithm 3, inductive, transductive): mean and spread.
 
+- ``augmentation`` (the product's claim, :mod:`model.experiments.augmentation`): the
+  m-FC-DenseNet with and without a generator's synthetic pairs, on held-out tiles.
+
 Every run lives in ``OUT/runs/<experiment>/...``; a finished run (``model.pt``) is reused, and an
 interrupted run of ours resumes, so a killed experiment continues where it stopped. Results:
 ``OUT/<experiment>.md`` (tables) and ``OUT/<experiment>.json`` (everything).
 """
 
-from model.experiments.cli import cmd_experiment, register, run_experiment
-from model.experiments.runs import segmentation_report, train_method
+from model.experiments.runs import run_experiment, segmentation_report, train_method
 from model.experiments.setup import (
     EXPERIMENTS,
     METHODS,
@@ -32,11 +34,9 @@ __all__ = [
     "METHODS",
     "Method",
     "Setup",
-    "cmd_experiment",
     "crop_tiles",
     "default_holdout",
     "downscale",
-    "register",
     "run_experiment",
     "segmentation_report",
     "subset",

@@ -27,45 +27,15 @@ import torch
 
 from model.augmentation import TRANSFORMS, PairMaker, plan_pairs
 from model.config import replace, to_dict
-from model.data import Dataset, TileSampler, load_dataset, read_image, read_mask
 from model.experiments import augmentation_report as report
+from model.experiments.config import AUGMENTATION_BUDGETS, AugmentationBudget
 from model.experiments.runs import segmentation_report
 from model.experiments.setup import default_holdout, downscale, subset
-from model.imageio import IMAGE_SUFFIXES
+from model.imageio import IMAGE_SUFFIXES, read_image, read_mask
+from model.inference import Pipeline
+from model.training.data import Dataset, TileSampler, load_dataset
 
-# ---- budgets and mixings ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AugmentationBudget:
-    """Sizes of one ``histosynth experiment augmentation --budget``.
-
-    Args:
-        segmenter: ``BASELINE_PRESETS`` key of the m-FC-DenseNet (tiles, steps, networks).
-        downscale: real and synthetic pairs are shrunk by this factor (CPU budgets).
-        steps: segmenter steps (None: the preset's).
-        holdout: tiles held out when none are named (the last names in sorted order).
-        seeds: runs per row (``--seeds`` overrides).
-        per_mask: synthetic pairs per training mask, 0 = real pairs only (``--synthetic-per-mask``).
-        mixings: keys of :data:`MIXINGS` tried for every non-zero amount (``--mixings``).
-    """
-
-    segmenter: str
-    downscale: int = 1
-    steps: int | None = None
-    holdout: int = 2
-    seeds: int = 3
-    per_mask: tuple[int, ...] = (0, 2, 8)
-    mixings: tuple[str, ...] = ("pooled", "share25", "share50", "pretrain", "synthetic-only")
-
-
-#: ``small``: about 30 minutes per generator on one thread of the 2-core CPU.
-AUGMENTATION_BUDGETS: dict[str, AugmentationBudget] = {
-    "toy": AugmentationBudget("tiny", holdout=1, seeds=2, per_mask=(0, 1),
-                              mixings=("pooled", "share50", "pretrain", "synthetic-only")),
-    "small": AugmentationBudget("small-ssl", downscale=8, per_mask=(0, 4)),
-    "paper": AugmentationBudget("paper", steps=20000, seeds=5),
-}
+# ---- mixings -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -135,7 +105,7 @@ class AugSetup:
 
     budget_name: str
     budget: AugmentationBudget
-    pipe: Any  # model.pipeline.Pipeline: the generator
+    pipe: Pipeline  # the generator
     dataset: Dataset  # every tile, downscaled
     train: Dataset  # the training tiles, downscaled
     mask_files: dict[str, Path]  # training tiles' mask files (full size)
@@ -196,7 +166,7 @@ def make_setup(data: str | Path, model: str | Path, out: str | Path, budget: str
                mixings: tuple[str, ...] | None, transforms: str, noise: float,
                relabel: dict[str, str] | None, classes: str | None, device: str | None,
                log: Callable[[str], None] | None) -> AugSetup:
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
     if budget not in AUGMENTATION_BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; choose one of {', '.join(AUGMENTATION_BUDGETS)}")
@@ -204,7 +174,7 @@ def make_setup(data: str | Path, model: str | Path, out: str | Path, budget: str
     seeds, per_mask = seeds or b.seeds, tuple(per_mask if per_mask is not None else b.per_mask)
     mixings = tuple(mixings if mixings is not None else b.mixings)
     _check_options(per_mask, mixings, transforms, seeds)
-    pipe = Pipeline.load(model, device or "auto")
+    pipe = load_pipeline(model, device or "auto")
     dataset = downscale(load_dataset(data, classes or pipe.classes), b.downscale)
     if list(dataset.classes.names) != list(pipe.classes.names):
         raise ValueError(f"the generator's classes {list(pipe.classes.names)} differ from the "
@@ -227,7 +197,7 @@ def make_setup(data: str | Path, model: str | Path, out: str | Path, budget: str
 # ---- synthetic pairs ----------------------------------------------------------------------
 
 
-def synthetic_pairs(pipe: Any, mask_files: dict[str, Path], per_mask: int, seed: int,
+def synthetic_pairs(pipe: Pipeline, mask_files: dict[str, Path], per_mask: int, seed: int,
                     transforms: str = "none", noise: float = 1.0,
                     relabel: dict[str, str] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(stem, image, class indices) of every pair that ``histosynth augment`` writes for these
@@ -268,8 +238,8 @@ def load_synthetic(setup: AugSetup, per_mask: int, seed: int) -> Dataset:
 def train_segmenter(setup: AugSetup, seed: int, per_mask: int, mixing: str,
                     synthetic: Dataset | None) -> Path:
     """Train (or reuse) the m-FC-DenseNet of one row and seed; its serving file."""
+    from model.baselines.config import baseline_preset
     from model.baselines.train import train_baseline
-    from model.config import baseline_preset
 
     name = f"s{seed}-{REAL_ONLY}" if synthetic is None else f"s{seed}-n{per_mask}-{mixing}"
     run_dir = setup.runs / name
@@ -304,9 +274,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _score(setup: AugSetup, path: Path) -> dict[str, Any]:
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
-    pipe = Pipeline.load(path, setup.device or "auto")
+    pipe = load_pipeline(path, setup.device or "auto")
     idx = [setup.dataset.names.index(n) for n in setup.holdout]
     scores = segmentation_report(pipe, [setup.dataset.images[i] for i in idx],
                                  [setup.dataset.masks[i] for i in idx], list(setup.dataset.classes.names))

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model.evaluate import to_jsonable
+from model.evaluation.evaluate import to_jsonable
 from model.experiments.tables import _f, _mean_std, _spread
 
 SCORES = ("miou", "opa", "sma")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from model.augmentation import TRANSFORMS, PairMaker, plan_pairs, transform
-from model.data import read_mask
-from model.pipeline import Pipeline
+from model.imageio import read_mask
+from model.pipeline import load_pipeline
 
 
 def test_pairs_follow_the_plan_and_read_each_mask_once(tiny_model_path: Path,
                                                       synthetic_dataset_dir: Path) -> None:
-    pipe = Pipeline.load(tiny_model_path, "cpu")
+    pipe = load_pipeline(tiny_model_path, "cpu")
     reads: list[str] = []
 
     def read(key: str) -> np.ndarray:
@@ -35,6 +35,6 @@ def test_pairs_follow_the_plan_and_read_each_mask_once(tiny_model_path: Path,
 
 
 def test_unknown_class_fails_before_any_mask_is_read(tiny_model_path: Path) -> None:
-    pipe = Pipeline.load(tiny_model_path, "cpu")
+    pipe = load_pipeline(tiny_model_path, "cpu")
     with pytest.raises(ValueError, match="unknown class 'gland'"):
         PairMaker(pipe, lambda key: pytest.fail("read a mask"), noise=1.0, relabel={"gland": "tumour"})
