@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from model.augmentation import record_key
 from worker.schemas import AugmentJobRequest
 from worker.storage import Storage
 
@@ -129,7 +130,7 @@ class FilesLayout(Layout):
         return True
 
     def records(self, total: int) -> list[bytes]:
-        return [record_line(json.loads(self.out.read_bytes(f"records/{i:06d}.json"))) for i in range(total)]
+        return [record_line(json.loads(self.out.read_bytes(record_key(i)))) for i in range(total)]
 
 
 def sample_key(stem: str) -> str:
