@@ -88,7 +88,8 @@ def pair_mask(
 
 
 def _output(conn: RedisDep, job_id: str, settings: SettingsDep) -> Storage:
-    """The output location of augmentation job ``job_id`` (404 unknown, 400 not augment)."""
+    """The output location of augmentation job ``job_id`` (404 unknown, 400 not augment or
+    not the files layout)."""
     info = get_job(job_id, conn)
     if info.kind != "augment":
         raise ApiError(
@@ -96,7 +97,15 @@ def _output(conn: RedisDep, job_id: str, settings: SettingsDep) -> Storage:
             f"job {job_id} is a {info.kind} job; only augmentation jobs write pairs",
             {"kind": info.kind},
         )
-    return open_location(str(queue.job_payload(conn, job_id).get("output", "")), settings, "output")
+    payload = queue.job_payload(conn, job_id)
+    if payload.get("output_format") == "webdataset":
+        raise ApiError(
+            400, "webdataset_output",
+            f"job {job_id} writes WebDataset tar shards (shards/*.tar); read them with the "
+            "webdataset package: pair previews are for the files layout",
+            {"output_format": "webdataset"},
+        )
+    return open_location(str(payload.get("output", "")), settings, "output")
 
 
 def _record(out: Storage, job_id: str, index: int) -> dict[str, Any]:

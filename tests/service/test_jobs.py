@@ -83,6 +83,7 @@ def test_sharded_webdataset_job(api: httpx.Client, jobs_server: LiveServer) -> N
     shard = api.get(f"/jobs/{done['id']}-shard-00001").json()
     assert shard["kind"] == "augment-shard" and shard["parent"] == done["id"]
     assert [j["id"] for j in api.get("/jobs").json()] == [done["id"]]
+    assert_error(api.get(f"/jobs/{done['id']}/pairs"), 400, "webdataset_output", "webdataset")
     schema = api.get("/openapi.json").json()["components"]["schemas"]["AugmentJobRequest"]["properties"]
     assert schema["output_format"]["enum"] == ["files", "webdataset"]
     assert "tar" in schema["output_format"]["description"] and "samples_per_tar" in schema
