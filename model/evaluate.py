@@ -10,7 +10,16 @@ different noise. The report holds, each beside a real-data reference where one e
 - ``diversity``: MS-SSIM between variants of one mask and between variants and the real crop;
 - ``manipulation`` (with ``relabel``): class shares that the segmenter finds in images
   generated from relabelled masks (paper Fig. 4c);
-- ``fid``: FID/KID generated vs real (and training vs held-out) under a named extractor.
+- ``fid``: FID/KID generated vs real (and training vs held-out) under a named extractor;
+- ``two_sample``: a small CNN trained from scratch tells generated from real 64 px patches
+  (scored on image halves it did not train on), beside the same test between the real training
+  and held-out crops (the real-vs-real floor); 0.5 = indistinguishable;
+- ``nuclei``: nuclei by colour deconvolution (count per megapixel, mean area), generated / real
+  overall and per class region, beside training / held-out real (the floor);
+- ``independent_judge``: mask consistency judged by a reference segmenter trained only on the
+  real training tiles (never the model's own S_0): mIoU on generated / on the real crops.
+
+``targets`` holds issue 10's acceptance targets beside the numbers.
 """
 
 from __future__ import annotations
@@ -26,12 +35,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model import metrics as M
+from model.config import JudgeConfig, NucleiConfig, TwoSampleConfig
+from model.realism import compare_nuclei, two_sample_test
 
 if TYPE_CHECKING:
     from model.data import Dataset
     from model.pipeline import Pipeline
 
 Images = list[np.ndarray]
+
+#: Issue 10's targets on the held-out crops (reported beside the numbers).
+TARGETS = {"two_sample_accuracy_max": 0.75, "nuclei_ratio_range": [0.7, 1.3],
+           "independent_judge_ratio_min": 0.9, "ms_ssim_between_variants": [0.3, 0.85]}
 
 
 # ---- selection and crops -------------------------------------------------------------------
@@ -131,6 +146,38 @@ def _consistency(judge: Any, generated: list[Images], real: Images, masks: Image
             "ratio_miou": _ratio(gen["miou"], ref["miou"])}
 
 
+def _two_sample(cfg: TwoSampleConfig, flat: Images, real: Images, train: Images, seed: int
+                ) -> dict[str, Any]:
+    """Real held-out crops (first set) against generated ones, and against training crops."""
+    small = min(min(im.shape[0], im.shape[1] // 2) for im in [*flat, *real, *train])
+    if small < cfg.patch:
+        return {"skipped": f"crops too small: each half must hold a {cfg.patch} px patch"}
+    floor = two_sample_test(real, train, cfg, seed) if train else None
+    return {"generated_vs_real": two_sample_test(real, flat, cfg, seed),
+            "floor_train_vs_real": floor,
+            "note": "accuracy 0.5 = indistinguishable; below the floor is better than real"}
+
+
+def _nuclei(cfg: NucleiConfig, generated: list[Images], masks: Images, real: Images,
+            train: Images, train_masks: Images, names: list[str]) -> dict[str, Any]:
+    gen_masks = [m for m, group in zip(masks, generated, strict=True) for _ in group]
+    flat = [im for group in generated for im in group]
+    return compare_nuclei(flat, gen_masks, real, masks, train, train_masks, names, cfg)
+
+
+def _independent(judge: Any, pipeline: Pipeline, generated: list[Images], real: Images,
+                 masks: Images, names: list[str]) -> dict[str, Any]:
+    if judge is None:
+        return {"skipped": "no independent judge (histosynth evaluate --judge train)"}
+    if judge.sha256 == pipeline.sha256:
+        raise ValueError("the independent judge must not be the evaluated model itself")
+    if list(judge.classes.names) != names:
+        raise ValueError(f"the judge's classes {judge.classes.names} differ from the data's {names}")
+    out = _consistency(judge, generated, real, masks, names, None)
+    describe = getattr(judge, "describe", None)
+    return {**out, "judge": describe() if describe else {"name": judge.name, "sha256": judge.sha256}}
+
+
 def _realism(generated: Images, real: Images, train: Images, seed: int) -> dict[str, Any]:
     sides = [min(im.shape[:2]) for im in [*generated, *real, *train]]
     levels = M.swd_levels(min(sides))
@@ -226,6 +273,9 @@ def evaluate(
     segmenter: Pipeline | None = None,
     relabel: dict[str, str] | None = None,
     extractor: M.FeatureExtractor | None = None,
+    judge: Any | None = None,
+    two_sample: TwoSampleConfig | None = TwoSampleConfig(),  # noqa: B008 (frozen)
+    nuclei: NucleiConfig | None = NucleiConfig(),  # noqa: B008 (frozen)
 ) -> dict[str, Any]:
     """Evaluate generation and segmentation on held-out tiles (see the module docstring).
 
@@ -241,6 +291,11 @@ def evaluate(
             (default: ``pipeline`` itself, i.e. its S_0).
         relabel: class renaming for the manipulation test, e.g. ``{"low_grade": "high_grade"}``.
         extractor: FID/KID features (default: :class:`model.metrics.RandomConvExtractor`).
+        judge: the independent reference segmenter (``segment``, ``name``, ``sha256``,
+            ``classes``; e.g. :class:`model.baselines.judge.Judge`), never ``pipeline``
+            itself; None skips ``independent_judge``.
+        two_sample: the classifier two-sample test's budget; None skips it.
+        nuclei: the nucleus size range; None skips the nuclei statistics.
 
     Returns:
         A JSON-ready dict (non-finite numbers become None).
@@ -255,12 +310,13 @@ def evaluate(
     real = [center_crop(dataset.images[i], crop) for i in held]
     masks = [center_crop(dataset.masks[i], crop) for i in held]
     train_real = [center_crop(dataset.images[i], crop) for i in train]
+    train_masks = [center_crop(dataset.masks[i], crop) for i in train]
     generated = _generate(pipeline, masks, variants, seed)
     flat = [im for group in generated for im in group]
-    judge = segmenter if segmenter is not None else pipeline
+    seg_judge = segmenter if segmenter is not None else pipeline
     seg = _segmentation(pipeline, real, masks, names)
-    consistency = _consistency(judge, generated, real, masks, names,
-                               seg if judge is pipeline else None)
+    consistency = _consistency(seg_judge, generated, real, masks, names,
+                               seg if seg_judge is pipeline else None)
     report = {
         "model": {"name": pipeline.name, "sha256": pipeline.sha256},
         "setup": {"holdout": [dataset.names[i] for i in held],
@@ -271,9 +327,15 @@ def evaluate(
         "mask_consistency": consistency,
         "realism": _realism(flat, real, train_real, seed),
         "diversity": _diversity(generated, real, [dataset.names[i] for i in held]),
-        "manipulation": (_manipulation(pipeline, judge, masks, consistency, relabel, variants,
+        "manipulation": (_manipulation(pipeline, seg_judge, masks, consistency, relabel, variants,
                                        seed, dataset.classes) if relabel else None),
         "fid": _fid(extractor or M.RandomConvExtractor(), flat, real, train_real, seed),
+        "two_sample": (_two_sample(two_sample, flat, real, train_real, seed) if two_sample
+                       else {"skipped": "not requested"}),
+        "nuclei": (_nuclei(nuclei, generated, masks, real, train_real, train_masks, names)
+                   if nuclei else {"skipped": "not requested"}),
+        "independent_judge": _independent(judge, pipeline, generated, real, masks, names),
+        "targets": TARGETS,
     }
     return to_jsonable(report)
 
@@ -335,6 +397,47 @@ def _section_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratio_pair(r: dict[str, Any] | None) -> str:
+    return "-" if r is None else f"{_f(r['per_megapixel'], 2)} / {_f(r['mean_area'], 2)}"
+
+
+def _realism_lines(r: dict[str, Any]) -> list[str]:
+    """Two-sample test, nuclei and the independent judge, each beside its real-vs-real floor."""
+    ts, nuc, ij, t = r["two_sample"], r["nuclei"], r["independent_judge"], r["targets"]
+    lines = []
+    if "skipped" in ts:
+        lines.append(f"two-sample classifier: {ts['skipped']}")
+    else:
+        floor = ts["floor_train_vs_real"]
+        lines.append(f"two-sample classifier accuracy (0.5 = indistinguishable; target <= "
+                     f"{t['two_sample_accuracy_max']}): generated vs real "
+                     f"{_f(ts['generated_vs_real']['accuracy'])}  floor train vs real "
+                     f"{_f(floor['accuracy'] if floor else None)}")
+    if "skipped" in nuc:
+        lines.append(f"nuclei: {nuc['skipped']}")
+    else:
+        lo, hi = t["nuclei_ratio_range"]
+        lines.append(f"nuclei (haematoxylin > {nuc['threshold']:.3f}, objects "
+                     f"{nuc['area_range_px'][0]}-{nuc['area_range_px'][1]} px; per MP / mean area): "
+                     f"real {_f(nuc['real']['per_megapixel'], 0)} / {_f(nuc['real']['mean_area'], 1)}"
+                     f"  generated {_f(nuc['generated']['per_megapixel'], 0)} / "
+                     f"{_f(nuc['generated']['mean_area'], 1)}")
+        floor = nuc["ratio_reference_vs_real"]
+        lines.append(f"  ratio generated/real {_ratio_pair(nuc['ratio'])}  floor train/real "
+                     f"{_ratio_pair(floor)}  (target {lo}-{hi})")
+        for name, ratio in nuc["ratio"]["per_class"].items():
+            other = floor["per_class"][name] if floor else None
+            lines.append(f"  {name:<12} {_ratio_pair(ratio)}  floor {_ratio_pair(other)}")
+    if "skipped" in ij:
+        lines.append(f"independent judge: {ij['skipped']}")
+    else:
+        lines.append(f"independent judge {ij['segmenter']} (real training tiles only): mIoU "
+                     f"generated {_f(ij['generated']['miou'])} / real {_f(ij['real']['miou'])} = "
+                     f"{_f(ij['ratio_miou'], 2)} (target >= {t['independent_judge_ratio_min']}; "
+                     f"real/real = 1 by construction)")
+    return lines
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A readable summary of an :func:`evaluate` report.
 
@@ -344,7 +447,7 @@ def format_table(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [f"model {report['model']['name']} (sha256 {str(report['model']['sha256'])[:12]})",
              f"held out: {', '.join(s['holdout'])}  crop {s['crop']}  variants {s['variants']}  "
-             f"seed {s['seed']}", *_section_lines(report)]
+             f"seed {s['seed']}", *_section_lines(report), *_realism_lines(report)]
     man = report.get("manipulation")
     if man and "skipped" in man:
         lines.append(f"manipulation: {man['skipped']}")
@@ -396,6 +499,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--relabel", type=_mapping, help="class renaming, e.g. low_grade=high_grade")
     p.add_argument("--inception", help="local TorchScript Inception-v3 file for FID/KID "
                                        "(default: random-conv features, reported as randconv-v1)")
+    p.add_argument("--judge", choices=["train", "none"], default="train",
+                   help="independent judge: train (or reuse from --judge-cache) a reference "
+                        "segmenter on the real training tiles; none skips it")
+    p.add_argument("--judge-cache", default="runs/judges", help="folder of cached judges")
+    p.add_argument("--judge-steps", type=int, help=f"judge training steps (default {JudgeConfig().steps})")
+    p.add_argument("--two-sample-steps", type=int,
+                   help=f"two-sample classifier steps (default {TwoSampleConfig().steps}; 0 skips it)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="write the full report as JSON here")
     p.set_defaults(func=cmd_evaluate)
@@ -414,14 +525,48 @@ def _load_dataset(root: str, classes: Any, layout: str) -> Dataset:
     return load_dataset(root, classes, layout=layout)  # type: ignore[arg-type]
 
 
+def _load_judge(args: argparse.Namespace, dataset: Dataset) -> Any:
+    """The independent judge trained on the dataset's non-held-out tiles (cached), or None."""
+    if args.judge == "none":
+        return None
+    from model.baselines.judge import load_judge
+    from model.config import replace
+    from model.data import Dataset
+
+    cfg = JudgeConfig() if args.judge_steps is None else replace(JudgeConfig(), steps=args.judge_steps)
+    idx = [i for i, n in enumerate(dataset.names) if n not in args.holdout]
+    train = Dataset(dataset.classes, [dataset.names[i] for i in idx],
+                    [dataset.images[i] for i in idx], [dataset.masks[i] for i in idx], [], dataset.root)
+    return load_judge(train, args.holdout, args.judge_cache, cfg, args.device, log=print)
+
+
+def _two_sample_config(steps: int | None) -> TwoSampleConfig | None:
+    if steps is None:
+        return TwoSampleConfig()
+    if steps < 0:
+        raise ValueError(f"--two-sample-steps must be >= 0, got {steps}")
+    return TwoSampleConfig(steps=steps) if steps else None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run :func:`evaluate` from parsed arguments; print a table, optionally write JSON."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    path = _model_path(args.model)
     pipe = _load_pipeline(args.model, args.device)
-    judge = _load_pipeline(args.segmenter, args.device) if args.segmenter else None
+    segmenter = _load_pipeline(args.segmenter, args.device) if args.segmenter else None
     dataset = _load_dataset(args.data, args.classes or pipe.classes, args.layout)
+    _split(dataset, args.holdout, None)  # unknown names fail before any training
     report = evaluate(pipe, dataset, holdout=args.holdout, variants=args.variants,
-                      crop=args.crop or None, seed=args.seed, segmenter=judge,
-                      relabel=args.relabel, extractor=M.make_extractor(args.inception))
+                      crop=args.crop or None, seed=args.seed, segmenter=segmenter,
+                      relabel=args.relabel, extractor=M.make_extractor(args.inception),
+                      judge=_load_judge(args, dataset),
+                      two_sample=_two_sample_config(args.two_sample_steps))
+    report["model"]["file"] = str(path) if path else args.model
+    if path is not None and _digest(path) != report["model"]["sha256"]:
+        raise ValueError(f"{path} changed while it was evaluated; evaluate it again")
     print(format_table(report))
     if args.out:
         out = Path(args.out)
@@ -429,3 +574,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(report, indent=2))
         print(f"report: {out}")
     return 0
+
+
+def _model_path(name_or_path: str) -> Path | None:
+    from model.cli import resolve_model
+
+    try:
+        return resolve_model(name_or_path)
+    except FileNotFoundError:
+        return None  # _load_pipeline names the problem
+
+
+def _digest(path: Path) -> str:
+    from model.checkpoint import file_sha256
+
+    return file_sha256(path)

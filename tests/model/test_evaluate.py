@@ -13,6 +13,7 @@ import pytest
 
 from model import evaluate as E
 from model.classes import ClassTable
+from model.config import TwoSampleConfig
 from model.data import Dataset
 from tests.conftest import SYNTH_CLASSES, synthetic_tile
 
@@ -57,10 +58,20 @@ def classes() -> ClassTable:
     return ClassTable.from_dict(SYNTH_CLASSES)
 
 
+FAST = TwoSampleConfig(patch=16, steps=20, batch_size=8, width=4, test_stride=16)
+
+
+def _judge(classes: ClassTable) -> FakePipeline:
+    judge = FakePipeline(classes, name="judge")
+    judge.sha256 = "1" * 64
+    return judge
+
+
 @pytest.fixture(scope="module")
 def report(classes: ClassTable) -> dict[str, Any]:
     return E.evaluate(FakePipeline(classes), _dataset(classes), holdout=["t0", "t1"], variants=3,
-                      crop=48, seed=5, relabel={"benign": "tumour"})
+                      crop=48, seed=5, relabel={"benign": "tumour"}, judge=_judge(classes),
+                      two_sample=FAST)
 
 
 def test_report_is_plain_json(report: dict[str, Any]) -> None:
@@ -74,6 +85,29 @@ def test_segmentation_and_consistency(report: dict[str, Any]) -> None:
     mc = report["mask_consistency"]
     assert mc["segmenter"] == "fake" and mc["generated"]["pixels"] == 3 * 2 * 48 * 48
     assert mc["ratio_miou"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_two_sample_nuclei_and_independent_judge(report: dict[str, Any]) -> None:
+    r = report
+    ts = r["two_sample"]
+    assert 0.0 <= ts["generated_vs_real"]["accuracy"] <= 1.0
+    assert ts["generated_vs_real"]["n_images"] == [2, 6] and ts["floor_train_vs_real"]["n_images"] == [2, 2]
+    nuc = r["nuclei"]
+    assert set(nuc["ratio"]["per_class"]) == set(classes.names) and nuc["threshold"] > 0
+    assert nuc["ratio_reference_vs_real"] is not None
+    ij = r["independent_judge"]
+    assert ij["segmenter"] == "judge" and ij["judge"]["sha256"] == "1" * 64
+    assert ij["ratio_miou"] == pytest.approx(1.0, abs=0.05)
+    assert r["targets"]["two_sample_accuracy_max"] == 0.75
+    table = E.format_table(r)
+    assert "two-sample classifier accuracy" in table and "floor train vs real" in table
+    assert "independent judge judge" in table
+
+
+def test_the_model_is_never_its_own_independent_judge(classes: ClassTable) -> None:
+    pipe = FakePipeline(classes)
+    with pytest.raises(ValueError, match="must not be the evaluated model"):
+        E.evaluate(pipe, _dataset(classes, size=32), holdout=["t0"], variants=1, judge=pipe)
 
 
 def test_realism_diversity_fid(report: dict[str, Any]) -> None:
@@ -95,7 +129,8 @@ def test_manipulation_moves_the_shares(report: dict[str, Any]) -> None:
 
 def test_deterministic(classes: ClassTable, report: dict[str, Any]) -> None:
     again = E.evaluate(FakePipeline(classes), _dataset(classes), holdout=["t0", "t1"], variants=3,
-                       crop=48, seed=5, relabel={"benign": "tumour"})
+                       crop=48, seed=5, relabel={"benign": "tumour"}, judge=_judge(classes),
+                       two_sample=FAST)
     assert again == report
 
 
@@ -156,7 +191,8 @@ def test_cli(classes: ClassTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     out = tmp_path / "results.json"
     args = parser.parse_args(["evaluate", "--model", "m.pt", "--data", "d", "--holdout", "t0,t1",
                               "--variants", "2", "--crop", "0", "--segmenter", "s.pt",
-                              "--relabel", "benign=tumour", "--out", str(out)])
+                              "--relabel", "benign=tumour", "--judge", "none",
+                              "--two-sample-steps", "0", "--out", str(out)])
     assert args.func(args) == 0
     assert loaded == ["m.pt", "s.pt"]
     report = json.loads(out.read_text())
@@ -164,19 +200,30 @@ def test_cli(classes: ClassTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     table = capsys.readouterr().out
     assert "mask consistency (segmenter s.pt)" in table and "randconv-v1" in table
     assert "benign->tumour" in table
+    assert "independent judge: no independent judge" in table and "nuclei (haematoxylin" in table
+    assert report["two_sample"] == {"skipped": "not requested"}
 
 
 def test_evaluate_a_real_tiny_model(tiny_model_path, synthetic_dataset_dir, tmp_path) -> None:
     """End to end through the CLI with a trained (tiny) model: every section is computed."""
     import json
 
+    from model.checkpoint import file_sha256
     from model.cli import main
 
     out = tmp_path / "eval.json"
     code = main(["evaluate", "--model", str(tiny_model_path), "--data", str(synthetic_dataset_dir),
                  "--holdout", "tile3", "--variants", "2", "--crop", "0", "--relabel", "benign=tumour",
-                 "--out", str(out)])
+                 "--judge-cache", str(tmp_path / "judges"), "--judge-steps", "3",
+                 "--two-sample-steps", "5", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    for section in ("segmentation", "mask_consistency", "realism", "diversity", "manipulation"):
+    for section in ("segmentation", "mask_consistency", "realism", "diversity", "manipulation",
+                    "nuclei", "independent_judge"):
         assert section in report and "skipped" not in report[section], section
+    assert "too small" in report["two_sample"]["skipped"]  # 96 px tiles: halves under 64 px
+    assert report["model"]["sha256"] == file_sha256(tiny_model_path)
+    assert report["model"]["file"] == str(tiny_model_path)
+    judge = report["independent_judge"]["judge"]
+    assert judge["arch"] == "fcdensenet" and judge["sha256"] != report["model"]["sha256"]
+    assert judge["trained_on"] == ["tile0", "tile1", "tile2"] and judge["held_out"] == ["tile3"]
