@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from model import metrics as M
-from model.config import baseline_preset, replace
+from model.config import NucleiConfig, baseline_preset, replace
 from model.evaluate import evaluate
 from model.experiments import tables
 from model.experiments.setup import METHODS, OURS_MODE, Method, Setup, crop_tiles
@@ -148,6 +148,8 @@ def run_generation(setup: Setup) -> dict[str, Any]:
             seed=0,
             segmenter=judge,
             extractor=setup.extractor,
+            two_sample=setup.budget.two_sample,
+            nuclei=NucleiConfig().at_downscale(setup.budget.downscale),
         )
         rows.append(tables.generation_row(method.label, report, _wall_time(pipe)))
     return {

@@ -87,7 +87,7 @@ def test_segmentation_and_consistency(report: dict[str, Any]) -> None:
     assert mc["ratio_miou"] == pytest.approx(1.0, abs=0.05)
 
 
-def test_two_sample_nuclei_and_independent_judge(report: dict[str, Any]) -> None:
+def test_two_sample_nuclei_and_independent_judge(classes: ClassTable, report: dict[str, Any]) -> None:
     r = report
     ts = r["two_sample"]
     assert 0.0 <= ts["generated_vs_real"]["accuracy"] <= 1.0
