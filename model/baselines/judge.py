@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from model.config import JudgeConfig, baseline_preset, replace, to_dict
-from model.data import Dataset, resize_image, resize_mask
+from model.baselines.config import JudgeConfig, baseline_preset
+from model.baselines.inference import BaselinePipeline
+from model.baselines.train import train_baseline
+from model.config import replace, to_dict
+from model.training.data import Dataset, resize_image, resize_mask
 
 JUDGE_ARCHS = ("fcdensenet", "fcdensenet-pyramid")
 
@@ -77,8 +80,6 @@ def train_judge(train: Dataset, holdout: list[str], cache: str | Path, cfg: Judg
         device: auto, cpu or cuda.
         log: progress lines (default: none).
     """
-    from model.baselines.train import train_baseline
-
     cfg = cfg or JudgeConfig()
     _check(train, holdout, cfg)
     identity = judge_identity(train, holdout, cfg)
@@ -111,8 +112,6 @@ class Judge:
     """
 
     def __init__(self, path: str | Path, downscale: int, device: str = "auto") -> None:
-        from model.baselines.inference import BaselinePipeline
-
         self.pipe = BaselinePipeline.load(path, device)
         if self.pipe.arch not in JUDGE_ARCHS:
             raise ValueError(f"{path} is a {self.pipe.arch} file, not a segmentation baseline")

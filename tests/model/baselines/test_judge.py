@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from model.baselines.config import JudgeConfig
 from model.baselines.judge import Judge, judge_identity, judge_key, load_judge, train_judge
-from model.config import JudgeConfig, replace
-from model.data import Dataset, load_dataset
+from model.config import replace
+from model.training.data import Dataset, load_dataset
 
 TINY = JudgeConfig(preset="tiny", downscale=2, tile_size=32, steps=3)
 
@@ -82,10 +83,10 @@ def test_judge_is_never_the_models_own_segmenter(tiny_model_path: Path) -> None:
 
 
 def test_evaluate_refuses_the_model_as_its_own_judge(tiny_model_path: Path, data: Dataset) -> None:
-    from model.evaluate import evaluate
-    from model.pipeline import Pipeline
+    from model.evaluation.evaluate import evaluate
+    from model.pipeline import load_pipeline
 
-    pipe = Pipeline.load(tiny_model_path, "cpu")
+    pipe = load_pipeline(tiny_model_path, "cpu")
     with pytest.raises(ValueError, match="must not be the evaluated model"):
         evaluate(pipe, data, holdout=["tile3"], variants=1, crop=None, judge=pipe,
                  two_sample=None, nuclei=None)
