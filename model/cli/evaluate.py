@@ -14,7 +14,7 @@ from typing import Any
 from model.arguments import csv_list, resolve_model
 from model.baselines.config import JudgeConfig
 from model.baselines.judge import Judge, load_judge
-from model.checkpoint import file_sha256
+from model.checkpoint import file_sha256, weights_sha256
 from model.config import TwoSampleConfig, replace
 from model.evaluation import metrics as M
 from model.evaluation.evaluate import evaluate, format_table, split_names
@@ -112,8 +112,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       judge=_load_judge(args, dataset),
                       two_sample=_two_sample_config(args.two_sample_steps))
     report["model"]["file"] = str(path) if path else args.model
-    if path is not None and _digest(path) != report["model"]["sha256"]:
-        raise ValueError(f"{path} changed while it was evaluated; evaluate it again")
+    if path is not None:
+        if file_sha256(path) != report["model"]["sha256"]:
+            raise ValueError(f"{path} changed while it was evaluated; evaluate it again")
+        report["model"]["weights_sha256"] = weights_sha256(path)  # kept by `package`
     print(format_table(report))
     if args.out:
         out = Path(args.out)
@@ -128,7 +130,3 @@ def _model_path(name_or_path: str) -> Path | None:
         return resolve_model(name_or_path)
     except FileNotFoundError:
         return None  # _load_pipeline names the problem
-
-
-def _digest(path: Path) -> str:
-    return file_sha256(path)

@@ -33,18 +33,19 @@ import numpy as np
 
 from model.config import NucleiConfig, TwoSampleConfig
 from model.evaluation import metrics as M
-from model.evaluation.realism import compare_nuclei, two_sample_test
+from model.evaluation.realism_report import (
+    TARGETS,
+    fmt,
+    nuclei_section,
+    realism_lines,
+    two_sample_section,
+)
 
 if TYPE_CHECKING:
     from model.pipeline import Pipeline
     from model.training.data import Dataset
 
 Images = list[np.ndarray]
-
-#: Issue 10's targets on the held-out crops (reported beside the numbers).
-TARGETS = {"two_sample_accuracy_max": 0.75, "nuclei_ratio_range": [0.7, 1.3],
-           "independent_judge_ratio_min": 0.9, "ms_ssim_between_variants": [0.3, 0.85]}
-
 
 # ---- selection and crops -------------------------------------------------------------------
 
@@ -148,25 +149,6 @@ def _consistency(judge: Any, generated: list[Images], real: Images, masks: Image
         ref = M.mask_consistency(judge.segment, real, masks, len(names), names)
     return {"segmenter": judge.name, "generated": gen, "real": ref,
             "ratio_miou": _ratio(gen["miou"], ref["miou"])}
-
-
-def _two_sample(cfg: TwoSampleConfig, flat: Images, real: Images, train: Images, seed: int
-                ) -> dict[str, Any]:
-    """Real held-out crops (first set) against generated ones, and against training crops."""
-    small = min(min(im.shape[0], im.shape[1] // 2) for im in [*flat, *real, *train])
-    if small < cfg.patch:
-        return {"skipped": f"crops too small: each half must hold a {cfg.patch} px patch"}
-    floor = two_sample_test(real, train, cfg, seed) if train else None
-    return {"generated_vs_real": two_sample_test(real, flat, cfg, seed),
-            "floor_train_vs_real": floor,
-            "note": "accuracy 0.5 = indistinguishable; below the floor is better than real"}
-
-
-def _nuclei(cfg: NucleiConfig, generated: list[Images], masks: Images, real: Images,
-            train: Images, train_masks: Images, names: list[str]) -> dict[str, Any]:
-    gen_masks = [m for m, group in zip(masks, generated, strict=True) for _ in group]
-    flat = [im for group in generated for im in group]
-    return compare_nuclei(flat, gen_masks, real, masks, train, train_masks, names, cfg)
 
 
 def _independent(judge: Any, pipeline: Pipeline, generated: list[Images], real: Images,
@@ -334,9 +316,9 @@ def evaluate(
         "manipulation": (_manipulation(pipeline, seg_judge, masks, consistency, relabel, variants,
                                        seed, dataset.classes) if relabel else None),
         "fid": _fid(extractor or M.RandomConvExtractor(), flat, real, train_real, seed),
-        "two_sample": (_two_sample(two_sample, flat, real, train_real, seed) if two_sample
+        "two_sample": (two_sample_section(two_sample, flat, real, train_real, seed) if two_sample
                        else {"skipped": "not requested"}),
-        "nuclei": (_nuclei(nuclei, generated, masks, real, train_real, train_masks, names)
+        "nuclei": (nuclei_section(nuclei, generated, masks, real, train_real, train_masks, names)
                    if nuclei else {"skipped": "not requested"}),
         "independent_judge": _independent(judge, pipeline, generated, real, masks, names),
         "targets": TARGETS,
@@ -364,13 +346,9 @@ def to_jsonable(obj: Any) -> Any:
 # ---- table -------------------------------------------------------------------------------
 
 
-def _f(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _scores_line(scores: dict[str, Any]) -> str:
-    per_class = "  ".join(f"J_{k} {_f(v)}" for k, v in scores["jaccard"].items())
-    return f"mIoU {_f(scores['miou'])}  OPA {_f(scores['opa'])}  SMA {_f(scores['sma'])}  {per_class}"
+    per_class = "  ".join(f"J_{k} {fmt(v)}" for k, v in scores["jaccard"].items())
+    return f"mIoU {fmt(scores['miou'])}  OPA {fmt(scores['opa'])}  SMA {fmt(scores['sma'])}  {per_class}"
 
 
 def _section_lines(r: dict[str, Any]) -> list[str]:
@@ -380,65 +358,24 @@ def _section_lines(r: dict[str, Any]) -> list[str]:
     lines.append("  " + (seg.get("skipped") or _scores_line(seg)))
     if "objects" in seg:
         o = seg["objects"]
-        lines.append(f"  object F1 {_f(o['object_f1'])}  object Dice {_f(o['object_dice'])}  "
-                     f"object Hausdorff {_f(o['object_hausdorff'], 1)}")
+        lines.append(f"  object F1 {fmt(o['object_f1'])}  object Dice {fmt(o['object_dice'])}  "
+                     f"object Hausdorff {fmt(o['object_hausdorff'], 1)}")
     if "skipped" in mc:
         lines.append(f"mask consistency: {mc['skipped']}")
     else:
         lines += [f"mask consistency (segmenter {mc['segmenter']}):",
                   f"  generated  {_scores_line(mc['generated'])}",
                   f"  real       {_scores_line(mc['real'])}",
-                  f"  ratio of mIoU generated/real {_f(mc['ratio_miou'])}"]
+                  f"  ratio of mIoU generated/real {fmt(mc['ratio_miou'])}"]
     base = real["swd_train_vs_real"]
     lines.append(f"realism (SWD x1e3, lower is better): generated vs real "
-                 f"{_f(real['swd_generated_vs_real']['mean'], 1)}  train vs real "
-                 f"{_f(base['mean'] if base else None, 1)}  ratio {_f(real['ratio'], 2)}")
-    lines.append(f"diversity (MS-SSIM): between variants {_f(div['pairwise_ms_ssim'])}  "
-                 f"variants to real {_f(div['to_real_ms_ssim'])}")
+                 f"{fmt(real['swd_generated_vs_real']['mean'], 1)}  train vs real "
+                 f"{fmt(base['mean'] if base else None, 1)}  ratio {fmt(real['ratio'], 2)}")
+    lines.append(f"diversity (MS-SSIM): between variants {fmt(div['pairwise_ms_ssim'])}  "
+                 f"variants to real {fmt(div['to_real_ms_ssim'])}")
     lines.append(f"FID/KID ({fid['extractor']}; {fid['n_generated']} generated, {fid['n_real']} real): "
-                 f"FID {_f(fid['fid'], 2)} (train vs real {_f(fid['fid_train_vs_real'], 2)})  "
-                 f"KID {_f(fid['kid'], 4)} (train vs real {_f(fid['kid_train_vs_real'], 4)})")
-    return lines
-
-
-def _ratio_pair(r: dict[str, Any] | None) -> str:
-    return "-" if r is None else f"{_f(r['per_megapixel'], 2)} / {_f(r['mean_area'], 2)}"
-
-
-def _realism_lines(r: dict[str, Any]) -> list[str]:
-    """Two-sample test, nuclei and the independent judge, each beside its real-vs-real floor."""
-    ts, nuc, ij, t = r["two_sample"], r["nuclei"], r["independent_judge"], r["targets"]
-    lines = []
-    if "skipped" in ts:
-        lines.append(f"two-sample classifier: {ts['skipped']}")
-    else:
-        floor = ts["floor_train_vs_real"]
-        lines.append(f"two-sample classifier accuracy (0.5 = indistinguishable; target <= "
-                     f"{t['two_sample_accuracy_max']}): generated vs real "
-                     f"{_f(ts['generated_vs_real']['accuracy'])}  floor train vs real "
-                     f"{_f(floor['accuracy'] if floor else None)}")
-    if "skipped" in nuc:
-        lines.append(f"nuclei: {nuc['skipped']}")
-    else:
-        lo, hi = t["nuclei_ratio_range"]
-        lines.append(f"nuclei (haematoxylin > {nuc['threshold']:.3f}, objects "
-                     f"{nuc['area_range_px'][0]}-{nuc['area_range_px'][1]} px; per MP / mean area): "
-                     f"real {_f(nuc['real']['per_megapixel'], 0)} / {_f(nuc['real']['mean_area'], 1)}"
-                     f"  generated {_f(nuc['generated']['per_megapixel'], 0)} / "
-                     f"{_f(nuc['generated']['mean_area'], 1)}")
-        floor = nuc["ratio_reference_vs_real"]
-        lines.append(f"  ratio generated/real {_ratio_pair(nuc['ratio'])}  floor train/real "
-                     f"{_ratio_pair(floor)}  (target {lo}-{hi})")
-        for name, ratio in nuc["ratio"]["per_class"].items():
-            other = floor["per_class"][name] if floor else None
-            lines.append(f"  {name:<12} {_ratio_pair(ratio)}  floor {_ratio_pair(other)}")
-    if "skipped" in ij:
-        lines.append(f"independent judge: {ij['skipped']}")
-    else:
-        lines.append(f"independent judge {ij['segmenter']} (real training tiles only): mIoU "
-                     f"generated {_f(ij['generated']['miou'])} / real {_f(ij['real']['miou'])} = "
-                     f"{_f(ij['ratio_miou'], 2)} (target >= {t['independent_judge_ratio_min']}; "
-                     f"real/real = 1 by construction)")
+                 f"FID {fmt(fid['fid'], 2)} (train vs real {fmt(fid['fid_train_vs_real'], 2)})  "
+                 f"KID {fmt(fid['kid'], 4)} (train vs real {fmt(fid['kid_train_vs_real'], 4)})")
     return lines
 
 
@@ -451,7 +388,7 @@ def format_table(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [f"model {report['model']['name']} (sha256 {str(report['model']['sha256'])[:12]})",
              f"held out: {', '.join(s['holdout'])}  crop {s['crop']}  variants {s['variants']}  "
-             f"seed {s['seed']}", *_section_lines(report), *_realism_lines(report)]
+             f"seed {s['seed']}", *_section_lines(report), *realism_lines(report)]
     man = report.get("manipulation")
     if man and "skipped" in man:
         lines.append(f"manipulation: {man['skipped']}")
@@ -460,6 +397,6 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"manipulation {mapping} (class shares found by {man['segmenter']}):")
         for key in ("mask_shares", "relabelled_mask_shares", "generated_shares",
                     "relabelled_generated_shares"):
-            shares = "  ".join(f"{k} {_f(v)}" for k, v in man[key].items())
+            shares = "  ".join(f"{k} {fmt(v)}" for k, v in man[key].items())
             lines.append(f"  {key:<28} {shares}")
     return "\n".join(lines)

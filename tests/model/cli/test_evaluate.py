@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model.checkpoint import file_sha256
+from model.checkpoint import file_sha256, weights_sha256
 from model.classes import ClassTable
 from model.cli import evaluate as CE
 from model.cli import main
@@ -64,6 +64,7 @@ def test_evaluate_a_real_tiny_model(tiny_model_path, synthetic_dataset_dir, tmp_
     assert "too small" in report["two_sample"]["skipped"]  # 96 px tiles: halves under 64 px
     assert report["model"]["sha256"] == file_sha256(tiny_model_path)
     assert report["model"]["file"] == str(tiny_model_path)
+    assert report["model"]["weights_sha256"] == weights_sha256(tiny_model_path)
     judge = report["independent_judge"]["judge"]
     assert judge["arch"] == "fcdensenet" and judge["sha256"] != report["model"]["sha256"]
     assert judge["trained_on"] == ["tile0", "tile1", "tile2"] and judge["held_out"] == ["tile3"]
