@@ -21,8 +21,6 @@ from model.evaluation.evaluate import evaluate, format_table, split_names
 from model.pipeline import Pipeline, load_pipeline
 from model.training.data import Dataset, load_dataset
 
-# ---- command line ------------------------------------------------------------------------
-
 
 def _mapping(text: str) -> dict[str, str]:
     out = {}
@@ -42,7 +40,9 @@ def register(subparsers: Any) -> None:
     """
     p = subparsers.add_parser("evaluate", help="evaluate a model on held-out tiles",
                               description="Mask consistency, realism (SWD), diversity (MS-SSIM), "
-                                          "segmentation and FID/KID on held-out tiles.")
+                                          "segmentation, FID/KID, a classifier two-sample test, "
+                                          "nuclei statistics and an independent judge segmenter "
+                                          "on held-out tiles, each beside its real-vs-real floor.")
     p.add_argument("--model", required=True, help="serving file or bundled model name")
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/")
     p.add_argument("--classes", help="class table JSON (default: the model's class table)")
