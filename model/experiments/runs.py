@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from model.baselines.config import baseline_preset
-from model.config import replace
+from model.config import NucleiConfig, replace
 from model.evaluation import metrics as M
 from model.evaluation.evaluate import evaluate, to_jsonable
 from model.experiments import tables
@@ -160,6 +160,8 @@ def run_generation(setup: Setup) -> dict[str, Any]:
             seed=0,
             segmenter=judge,
             extractor=setup.extractor,
+            two_sample=setup.budget.two_sample,
+            nuclei=NucleiConfig().at_downscale(setup.budget.downscale),
         )
         rows.append(tables.generation_row(method.label, report, _wall_time(pipe)))
     return {

@@ -72,8 +72,11 @@ def test_generation_end_to_end(
     assert rows["pix2pix"]["ms_ssim_variants"] == pytest.approx(1.0)  # identical variants
     assert rows["ours"]["ms_ssim_variants"] < 1.0
     assert all(r["swd"] is not None and r["fid"] is not None for r in rows.values())
+    assert all(0 <= r["two_sample_accuracy"] <= 1 for r in rows.values())
+    assert result["reference"]["two_sample_accuracy"] is not None
+    assert rows["ours"]["report"]["nuclei"]["area_range_px"] == [30, 800]  # toy: no downscale
     md = (tmp_path / "generation.md").read_text()
-    assert "| real training crops |" in md and "mean-colour" in md
+    assert "| real training crops |" in md and "mean-colour" in md and "2-sample acc." in md
 
 
 def test_run_folder_names_budget_and_holdout(synthetic_dataset_dir: Path, tmp_path: Path) -> None:
