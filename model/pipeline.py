@@ -14,6 +14,7 @@ from model.checkpoint import file_sha256, load_model
 from model.classes import MaskEncoding
 from model.data import image_pyramid, mask_pyramid, to_tensor, to_uint8
 from model.nets.fuse import TILE, fuse_for_inference
+from model.nets.segmenter import PIECE, SEGMENT_TILE, prepare_for_inference
 from model.train import resolve_device
 
 MAX_SEED = 2**31 - 1
@@ -44,7 +45,10 @@ class Pipeline:
         self.metadata: dict[str, Any] = loaded.metadata
         # BN folded, channels-last; tiled conv stacks on a CPU (cache-sized tiles, same pixels)
         self.generator = fuse_for_inference(loaded.generator, tile=TILE if device.type == "cpu" else None)
-        self.segmenter = loaded.segmenter
+        # channels-last; on a CPU each level's dense blocks run in cache-sized pieces (same values)
+        self.segmenter = prepare_for_inference(loaded.segmenter, PIECE if device.type == "cpu" else None)
+        #: Segmenter scales larger than this run in tiles (bounded memory, same labels); None: whole.
+        self.segment_tile: int | None = SEGMENT_TILE
         self.name: str = str(self.metadata.get("name", self.path.stem))
         self.sha256 = file_sha256(self.path)
 
@@ -137,8 +141,8 @@ class Pipeline:
         h, w = image.shape[:2]
         x = to_tensor(_pad(image, self.config.factor))[None].to(self.device)
         xs = image_pyramid(x, self.config.num_scales)
-        logits = self.segmenter(xs, None, stop_at=0)[0]
-        return logits[0, :, :h, :w].argmax(0).cpu().numpy().astype(np.int64)
+        labels = self.segmenter.labels(xs, self.segment_tile)  # (1, H', W')
+        return labels[0, :h, :w].cpu().numpy().astype(np.int64)
 
     def describe(self) -> dict[str, Any]:
         """Name, classes, scales, training summary and digest, for listings."""

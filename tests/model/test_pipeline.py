@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.nets.segmenter import prepare_for_inference
 from model.pipeline import Pipeline
 from tests.conftest import synthetic_tile
 
@@ -96,6 +97,20 @@ def test_segment_returns_class_map(pipe: Pipeline) -> None:
     image, _ = synthetic_tile(3)
     labels = pipe.segment(image[:90, :70])
     assert labels.shape == (90, 70) and labels.min() >= 0 and labels.max() < pipe.classes.num_classes
+
+
+@pytest.mark.parametrize("shape", [(90, 70), (101, 37), (64, 128)])
+@pytest.mark.parametrize(("tile", "piece"), [(16, 8), (40, None), (None, 12)])
+def test_tiled_segment_equals_untiled(tiny_model_path: Path, shape: tuple[int, int], tile: int | None,
+                                      piece: int | None) -> None:
+    pipe = Pipeline.load(tiny_model_path, "cpu")
+    image = synthetic_tile(5, 160)[0][: shape[0], : shape[1]]
+    prepare_for_inference(pipe.segmenter, None)
+    pipe.segment_tile = None
+    whole = pipe.segment(image)
+    prepare_for_inference(pipe.segmenter, piece)
+    pipe.segment_tile = tile
+    assert np.array_equal(pipe.segment(image), whole)
 
 
 def test_segment_rejects_non_rgb(pipe: Pipeline) -> None:
