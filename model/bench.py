@@ -229,7 +229,7 @@ def _names(text: str) -> list[str]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmarks (generate; the service adds serve)")
+    p = sub.add_parser("bench", help="benchmarks (generate, segment; the service adds serve)")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p.subcommands = bsub  # the service registers `bench serve` here
     g = bsub.add_parser("generate", help="generation speed, memory and conv efficiency")
@@ -250,3 +250,6 @@ def register(sub: Any) -> None:
     g.add_argument("--baseline-preset", default="paper",
                    help="baseline networks of random-weight baselines: tiny | small | paper (default)")
     g.set_defaults(func=cmd_bench_generate)
+    from model.bench_segment import register as register_segment  # it imports this module
+
+    register_segment(bsub, _ints)

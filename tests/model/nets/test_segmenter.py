@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from model.config import ModelConfig, SegmenterConfig
-from model.nets.segmenter import MiniFCDenseNet, PyramidSegmenter, ScaleSegmenter, prepare_for_inference
+from model.nets.segmenter import (
+    MiniFCDenseNet,
+    PyramidSegmenter,
+    ScaleSegmenter,
+    prepare_for_inference,
+)
 
 TINY = SegmenterConfig(
     first_width=4, growth_rate=2, down_layers=(1, 1), bottleneck_layers=1, dropout=0.0
