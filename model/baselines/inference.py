@@ -76,7 +76,7 @@ class BaselinePipeline(Pipeline):
         return super().generate(mask, n=n, seed=seed, noise=noise, encoding=encoding)
 
     @torch.inference_mode()
-    def _generate_batch(
+    def _generate_variants(
         self, labels: np.ndarray, seeds: list[int], noise: float
     ) -> list[np.ndarray]:
         """One forward pass; every seed gets a copy (the generator ignores seed and noise)."""
