@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         max_pixels: largest accepted image or mask (height x width), a decompression-bomb guard.
         min_mask_side: smallest accepted mask side in pixels.
         max_variants: most variants per generate request.
+        max_generate_pixels: most pixels x variants one generate request may ask for (its
+            cost); larger requests are refused with 413 before they hold a generation slot.
         generate_concurrency: generate/segment calls that run at once; the rest wait.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         host: address ``histosynth serve`` listens on.
@@ -88,6 +90,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=4096 * 4096, gt=0)
     min_mask_side: int = Field(default=32, gt=0)
     max_variants: int = Field(default=16, gt=0)
+    max_generate_pixels: int = Field(default=4096 * 4096, gt=0)
     generate_concurrency: int = Field(default=2, gt=0)
     device: str = "auto"
     host: str = "127.0.0.1"
