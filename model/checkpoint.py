@@ -105,7 +105,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     """Rebuild generator and segmenter from a serving file, in eval mode, float32."""
     payload = read_payload(path)
     if payload.get("arch", "ours") != "ours":
-        raise ValueError(f"{path} holds a {payload['arch']} baseline; load it with Pipeline.load")
+        raise ValueError(f"{path} holds a {payload['arch']} baseline; load it with load_pipeline")
     config = from_dict(ModelConfig, payload["model_config"])
     generator = PyramidGenerator(config)
     segmenter = PyramidSegmenter(config)

@@ -97,7 +97,7 @@ def _choose_model(
     name = model or settings.default_model
     if model or not started or name in ModelStore(settings).names():
         return settings, name
-    from model.bench import random_model
+    from model.bench.generate import random_model
 
     store = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     path = random_model("base", 4, store)
@@ -142,10 +142,10 @@ def bench_direct(
     settings: Settings, model: str, route: str, payload: np.ndarray, n: int, calls: int, warmup: int
 ) -> dict[str, Any]:
     """Sequential ``Pipeline.generate`` (or ``segment``) calls in this process (no HTTP, no PNG)."""
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
     from worker.models import ModelStore
 
-    pipe = Pipeline.load(ModelStore(settings).local_path(model), device=settings.device)
+    pipe = load_pipeline(ModelStore(settings).local_path(model), device=settings.device)
 
     def call(i: int) -> None:
         if route == "segment":

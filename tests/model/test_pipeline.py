@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from model.nets.segmenter import prepare_for_inference
-from model.pipeline import Pipeline
+from model.pipeline import Pipeline, load_pipeline
 from tests.conftest import synthetic_tile
 
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_path: Path) -> Pipeline:
-    return Pipeline.load(tiny_model_path, "cpu")
+    return load_pipeline(tiny_model_path, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_segment_returns_class_map(pipe: Pipeline) -> None:
 @pytest.mark.parametrize(("tile", "piece"), [(16, 8), (40, None), (None, 12)])
 def test_tiled_segment_equals_untiled(tiny_model_path: Path, shape: tuple[int, int], tile: int | None,
                                       piece: int | None) -> None:
-    pipe = Pipeline.load(tiny_model_path, "cpu")
+    pipe = load_pipeline(tiny_model_path, "cpu")
     image = synthetic_tile(5, 160)[0][: shape[0], : shape[1]]
     prepare_for_inference(pipe.segmenter, None)
     pipe.segment_tile = None

@@ -1,0 +1,116 @@
+"""Training: every mode runs, nothing turns NaN, run dir complete, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import read_payload
+from model.config import PRESETS, replace
+from model.training.data import load_dataset
+from model.training.train import Progress, train
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_dataset_dir: Path):
+    return load_dataset(synthetic_dataset_dir)
+
+
+def _cfgs(dataset, **train_changes):
+    return replace(TINY.model, num_classes=dataset.classes.num_classes), replace(TINY.train, **train_changes)
+
+
+@pytest.mark.parametrize(
+    "mode,extra",
+    [("generate", {}), ("joint", {}), ("ssl", {"labeled_fraction": 0.5})],
+)
+def test_each_mode_trains_without_nan(dataset, tmp_path: Path, mode: str, extra: dict) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, mode=mode, **extra)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name=f"t-{mode}")
+    assert not result.stopped and result.model_path and result.model_path.is_file()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == model_cfg.num_scales * train_cfg.steps_per_scale
+    losses = [v for r in records for k, v in r.items() if k.startswith("loss/")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    has_s = any("loss/s_ce" in r for r in records)
+    assert has_s == (mode != "generate")
+    if mode == "ssl":
+        assert any("loss/s_adv_u" in r for r in records)
+    for n in range(model_cfg.num_scales):
+        assert (tmp_path / "samples" / f"scale{n}.png").is_file()
+    assert (tmp_path / "losses.png").is_file()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["perceptual"].startswith("off")
+    meta = read_payload(result.model_path)["metadata"]
+    assert meta["mode"] == mode and meta["has_segmenter"] == (mode != "generate")
+
+
+def test_noise_amplitudes_follow_reconstruction(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name="amp")
+    amp = read_payload(result.model_path)["generator"]["noise_amp"]
+    assert amp[-1] == pytest.approx(train_cfg.noise_amp_init)
+    assert all(0 < float(a) < 1 for a in amp[:-1])  # 0.1 x RMSE of images in [-1, 1]
+
+
+def test_resume_is_exact(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=3, checkpoint_every=2, holdout_steps=1)
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+
+    calls = {"n": 0}
+
+    def stop_after_five() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 6  # polled before each step: stop mid scale 1 after 5 steps
+
+    first = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_five)
+    assert first.stopped and first.model_path is None
+    resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
+    a, b = read_payload(straight.model_path), read_payload(resumed.model_path)
+    for part in ("generator", "segmenter"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs after resume"
+    lines_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lines_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_a]
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_b]
+
+
+def test_existing_state_needs_resume(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    train(model_cfg, train_cfg, dataset, tmp_path, name="x", should_stop=lambda: True)
+    with pytest.raises(ValueError, match="--resume"):
+        train(model_cfg, train_cfg, dataset, tmp_path, name="x")
+
+
+def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    seen: list[Progress] = []
+    train(model_cfg, train_cfg, dataset, tmp_path, name="p", on_progress=seen.append)
+    assert [p.done_steps for p in seen] == list(range(1, 7))
+    assert [p.scale for p in seen] == [2, 2, 1, 1, 0, 0]
+    assert seen[-1].eta_s == pytest.approx(0.0, abs=1e-6) and "d" in seen[0].losses
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"num_classes": 5}, "classes"),
+        ({"tile_size": 62}, "multiple"),
+        ({"mode": "ssl"}, "unlabelled"),
+    ],
+)
+def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    if "num_classes" in change:
+        model_cfg = replace(model_cfg, **change)
+    else:
+        train_cfg = replace(train_cfg, **change)
+    with pytest.raises(ValueError, match=message):
+        train(model_cfg, train_cfg, dataset, tmp_path, name="bad")
