@@ -1,8 +1,8 @@
-"""Benchmarks: generation speed (generate), segmentation speed (segment) and generators
-side by side (archs).
+"""Benchmarks: generation speed (generate), segmentation speed (segment), training speed
+(train) and generators side by side (archs).
 
-``register`` adds ``histosynth bench generate`` and ``bench segment``; the service adds
-``bench serve`` to the group.
+``register`` adds ``histosynth bench generate``, ``bench segment`` and ``bench train``; the
+service adds ``bench serve`` to the group.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from model.arguments import csv_ints, csv_list
 from model.bench.archs import cmd_bench_archs
 from model.bench.generate import cmd_bench_generate
 from model.bench.segment import register as register_segment
+from model.bench.train import register as register_train
 from model.device import resolve_device
 from model.nets.fuse import TILE
 
@@ -32,7 +33,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the ``bench`` group, ``bench generate`` and ``bench segment``."""
-    p = sub.add_parser("bench", help="benchmarks (generate, segment; the service adds serve)")
+    p = sub.add_parser("bench", help="benchmarks (generate, segment, train; the service adds serve)")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p.subcommands = bsub  # the service registers `bench serve` here
     g = bsub.add_parser("generate", help="generation speed, memory and conv efficiency")
@@ -54,3 +55,4 @@ def register(sub: Any) -> None:
                    help="baseline networks of random-weight baselines: tiny | small | paper (default)")
     g.set_defaults(func=cmd_bench)
     register_segment(bsub)
+    register_train(bsub)
