@@ -41,29 +41,31 @@ PARTS = ("batch", "D", "G", "S")
 class PhaseMeter:
     """Seconds and conv FLOPs of each part of the steps run inside :meth:`step`.
 
-    The part switches from D to G to S when the D, G and S optimisers finish ``step()``.
+    A part ends when its optimiser finishes ``step()`` (the batch part when
+    :meth:`start_updates` is called): the time and FLOPs since the previous end are its own.
     """
 
     def __init__(self, nets: ScaleNets, modules: list[nn.Module]) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.flops: dict[str, float] = defaultdict(float)
-        self.part, self._t = "batch", 0.0
-        opts = [("D", "G", nets.opt_d), ("G", "S", nets.opt_g), ("S", "batch", nets.opt_s)]
-        self._handles = [opt.register_step_post_hook(self._switcher(done, after))
-                         for done, after, opt in opts if opt is not None]
+        self._t, self._pending = 0.0, 0.0
+        opts = [("D", nets.opt_d), ("G", nets.opt_g), ("S", nets.opt_s)]
+        self._handles = [opt.register_step_post_hook(self._closer(part)) for part, opt in opts if opt is not None]
         convs = [m for module in modules for m in module.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
         self._handles += [m.register_forward_hook(self._count) for m in convs]
 
-    def _switcher(self, done: str, after: str) -> Any:
+    def _closer(self, part: str) -> Any:
         def hook(*_: Any) -> None:
-            self._close(done)
-            self.part = after
+            self._close(part)
         return hook
 
     def _close(self, part: str) -> None:
+        """Time and FLOPs since the last close belong to ``part`` (so repeated D updates of
+        one step all count as D)."""
         now = time.perf_counter()
         self.seconds[part] += now - self._t
-        self._t = now
+        self.flops[part] += self._pending
+        self._t, self._pending = now, 0.0
 
     def _count(self, mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
         k = mod.kernel_size[0] * mod.kernel_size[1]  # type: ignore[index]
@@ -71,18 +73,17 @@ class PhaseMeter:
             flops = 2 * inp[0].numel() * (mod.out_channels // mod.groups) * k
         else:
             flops = 2 * out.numel() * (mod.in_channels // mod.groups) * k  # type: ignore[operator]
-        self.flops[self.part] += flops * (3 if torch.is_grad_enabled() and out.requires_grad else 1)
+        self._pending += flops * (3 if torch.is_grad_enabled() and out.requires_grad else 1)
 
     @contextmanager
     def step(self) -> Iterator[None]:
         """Measure one step: the batch until D's update starts is the ``batch`` part."""
-        self.part, self._t = "batch", time.perf_counter()
+        self._t, self._pending = time.perf_counter(), 0.0
         yield
 
     def start_updates(self) -> None:
         """The batch is ready: what follows belongs to D until its optimiser steps."""
         self._close("batch")
-        self.part = "D"
 
     def remove(self) -> None:
         for h in self._handles:
