@@ -40,7 +40,7 @@ def test_variants_differ_and_each_reproduces_alone(pipe: Pipeline, mask: np.ndar
 def test_seed_gives_the_same_image_alone_and_inside_sixteen_variants(pipe: Pipeline) -> None:
     mask = synthetic_tile(2, 160)[1][:150, :133]  # odd size, several generator tiles
     many = pipe.generate(mask, n=16, seed=40)
-    assert pipe.variants_per_batch(mask.size) == 1  # a CPU: one by one, at batch-1 speed
+    assert pipe.variants_per_batch(16, mask.size) == 1  # a CPU: one by one, at batch-1 speed
     for i in (0, 7, 15):
         alone = pipe.generate(mask, n=1, seed=40 + i)
         assert np.array_equal(alone.images[0], many.images[i])
