@@ -135,7 +135,7 @@ def _image_for(size: int) -> np.ndarray:
     """A (size, size, 3) uint8 RGB image of smooth colour blobs (segmentation input)."""
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 256, (max(1, size // 32), max(1, size // 32), 3), dtype=np.uint8)
-    return np.array(Image.fromarray(coarse).resize((size, size), Image.BILINEAR))
+    return np.array(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def bench_direct(
