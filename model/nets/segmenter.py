@@ -125,7 +125,7 @@ class MiniFCDenseNet(nn.Module):
         """(B, C_in, H, W) -> logits (B, K, H, W)."""
         x, size = pad_to_multiple(x, self.multiple)  # (B, C_in, H', W')
         if self.piece is not None and not self.training and max(x.shape[-2:]) > self.piece:
-            return crop(self._forward_pieces(x, self.piece), size)
+            return crop(self._forward_pieces(x, _even(self.piece)), size)  # even: pooling pairs
         x = self.first(x)
         skips: list[Tensor] = []
         for block, pool in zip(self.down, self.pools, strict=True):

@@ -8,6 +8,10 @@ caches. Here the stack runs tile by tile: each tile is cut with a halo as wide a
 stack's receptive field, every convolution runs unpadded ('valid') on interior sides and
 reflect-padded on the image's own borders, so every output pixel equals the untiled one.
 Peak memory becomes a few tiles' activations instead of whole-image ones.
+
+:func:`run_pieces` does the same for any translation-equivariant function of several
+inputs at full or half resolution whose convs zero-pad (the segmenter's levels): each
+piece runs on a crop with a halo and only its centre is kept.
 """
 
 from __future__ import annotations
