@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/histosynth serve
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not integration"

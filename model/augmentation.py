@@ -28,7 +28,15 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {
     "all": ("id", "rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "antitranspose"),
 }
 
+RECORDS = "records/"
+"""Folder of the per-pair records (``records/<index>.json``, each pair's commit marker)."""
+
 ReadMask = Callable[[str], np.ndarray]
+
+
+def record_key(index: int) -> str:
+    """Key of pair ``index``'s record in an output."""
+    return f"{RECORDS}{index:06d}.json"
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,7 @@ class Pair:
     @property
     def keys(self) -> tuple[str, str, str]:
         """(image key, mask key, record key) in the output."""
-        return f"images/{self.stem}.png", f"masks/{self.stem}.png", f"records/{self.index:06d}.json"
+        return f"images/{self.stem}.png", f"masks/{self.stem}.png", record_key(self.index)
 
 
 def pair_seed(job_seed: int, index: int) -> int:

@@ -15,13 +15,14 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
 
 from service.auth import ApiKeyMiddleware, needs_key
 from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
-from service.routes import generate, health, jobs, models, segment
+from service.routes import generate, health, jobs, masks, models, pairs, segment, studio
 from service.settings import ServiceSettings, get_settings
 from worker.models import ModelStore
 
@@ -31,6 +32,9 @@ DESCRIPTION = """\
 Turn semantic masks into synthetic H&E histology images with a pyramid of conditional
 GANs, segment images with the model's segmenter, and run bulk augmentation and training
 jobs on RQ workers.
+
+HistoSynth Studio, a web page to draw masks, generate variants, segment tiles and run
+jobs with this API, is served at `/`.
 
 Every error has the shape `{"error": {"code", "message", "details"}}`. When the server
 sets `HISTOSYNTH_API_KEY`, every route but `/health`, `/ready` and this description
@@ -78,12 +82,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.openapi = _openapi_with_integer_bounds(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    # outermost: a request without a valid key is refused before any limit or body read
-    routers = [module.router for module in (generate, segment, models, jobs, health)]
+    # outermost: a request without a valid key is refused before any limit or body read;
+    # the studio page and its files (/, /static) need no key: they hold no secret
+    modules = (generate, segment, masks, models, jobs, pairs, health, studio)
+    routers = [module.router for module in modules]
     keyed = [router for router in routers if needs_key(router, require_api_key)]
     app.add_middleware(ApiKeyMiddleware, routers=keyed, api_key=settings.api_key)
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=studio.STATIC_DIR), name="static")
     # every route, flat (405/OPTIONS answers list the methods of all routes of a path)
     app.state.api_routes = [*app.routes, *(route for r in routers for route in r.routes)]
     return app

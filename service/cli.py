@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             if not settings.redis_url:
                 settings = _start_embedded(stack, settings, args.workers)
-            log.info("HistoSynth API on http://%s:%d (docs: /docs)", settings.host, settings.port)
+            log.info("HistoSynth API on http://%s:%d (studio: /, docs: /docs)", settings.host, settings.port)
             uvicorn.run(
                 create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level.lower(),

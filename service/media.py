@@ -12,15 +12,23 @@ import json
 import logging
 import zipfile
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
+from model.classes import ClassTable
 from model.training.data import read_image, read_mask
-from service.errors import ApiError
+from service.errors import ApiError, error_responses
 from service.limits import too_large
-from service.schemas import GeneratedImage, GenerationInfo, GenerationManifest, ManifestEntry
+from service.schemas import (
+    GeneratedImage,
+    GenerationInfo,
+    GenerationManifest,
+    ManifestEntry,
+    SegmentFormat,
+)
 
 log = logging.getLogger("histosynth.service")
 
@@ -145,6 +153,21 @@ def encode_png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
+
+
+def png_responses(description: str, *error_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route answering one PNG (200) or our errors."""
+    png = {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+    return {200: {"description": description, "content": png}, **error_responses(*error_codes)}
+
+
+def encode_labels(classes: ClassTable, labels: np.ndarray, fmt: SegmentFormat) -> bytes:
+    """PNG of a class map (H, W): ``index`` 8-bit indices, ``values`` raw values, ``color`` RGB."""
+    if fmt == "color":
+        return encode_png(classes.to_color(labels))
+    if fmt == "values":
+        return encode_png(classes.to_values(labels))
+    return encode_png(labels.astype(np.uint8))
 
 
 def variant_name(i: int) -> str:

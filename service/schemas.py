@@ -6,8 +6,9 @@ live in :mod:`worker.schemas`, shared with the workers; the routes use them dire
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Form
 from pydantic import BaseModel, ConfigDict, Field
 
 from model.pipeline import MAX_SEED as PIPELINE_MAX_SEED
@@ -17,6 +18,12 @@ OutputFormat = Literal["png", "zip", "json"]
 
 SegmentFormat = Literal["index", "values", "color"]
 """``index``: 8-bit class indices; ``values``: raw dataset values; ``color``: RGB palette."""
+
+ModelForm = Annotated[str | None, Form(description="Model name (default: DEFAULT_MODEL).")]
+"""The ``model`` form field of the multipart routes."""
+
+ClassMapForm = Annotated[SegmentFormat, Form(description="index, values or color (default color).")]
+"""The ``format`` form field of routes answering a class map."""
 
 MAX_SEED = PIPELINE_MAX_SEED - 1
 """Largest accepted seed (variant i uses seed + i, which must stay <= this)."""
@@ -100,9 +107,6 @@ class ModelSummary(BaseModel):
     error: str | None = Field(default=None, description="Why the model failed to load, if it did.")
 
 
-class ModelList(BaseModel):
-    default_model: str = Field(examples=["prostate-gleason"])
-    models: list[ModelSummary]
 
 
 class ModelDetail(ModelSummary):
@@ -137,3 +141,46 @@ class ReadyResponse(BaseModel):
         description="model: the default model is loaded; redis: the job queue answers; "
         "storage: the model store and data root are reachable."
     )
+
+
+class Limits(BaseModel):
+    """Request limits of this server (the studio page sizes its controls by them)."""
+
+    max_variants: int = Field(description="Most variants per /generate request.", examples=[16])
+    max_pixels: int = Field(description="Largest mask or image (height x width).")
+    min_mask_side: int = Field(description="Smallest accepted mask or image side in pixels.")
+    max_upload_bytes: int = Field(description="Largest accepted upload in bytes.")
+
+
+class ModelList(BaseModel):
+    default_model: str = Field(examples=["prostate-gleason"])
+    models: list[ModelSummary]
+    limits: Limits
+
+
+class PairOut(BaseModel):
+    """One committed image/mask pair of an augmentation job (its ``records/<index>.json``)."""
+
+    index: int = Field(description="Pair index in the job's plan (manifest order).")
+    image: str = Field(description="Image key in the output.", examples=["images/000000_a_v0.png"])
+    mask: str = Field(description="Mask key in the output (raw values).")
+    source_mask: str = Field(description="URI of the source mask.")
+    transform: str = Field(description="Geometric transform of the source mask.", examples=["id"])
+    variant: int = Field(description="Variant number for this mask and transform.")
+    seed: int = Field(description="Seed that generated the image.")
+    noise: float
+    relabel: dict[str, str] = Field(default_factory=dict)
+    model: str
+    image_url: str = Field(description="API path of the image PNG.")
+    mask_url: str = Field(
+        description="API path of the mask PNG (raw values; add ?format=color for colours)."
+    )
+
+
+class JobPairs(BaseModel):
+    """The first pairs an augmentation job has written (so far, while it runs)."""
+
+    job_id: str
+    output: str = Field(description="URI of the job's output location.")
+    written: int = Field(description="Pairs committed to the output so far.")
+    pairs: list[PairOut]

@@ -23,11 +23,13 @@ from PIL import Image
 
 from model.augmentation import (
     MAX_PAIR_SEED,
+    RECORDS,
     TRANSFORMS,
     Pair,
     PairMaker,
     pair_seed,
     plan_pairs,
+    record_key,
     transform,
 )
 from worker.models import ModelStore
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 __all__ = ["MAX_PAIR_SEED", "TRANSFORMS", "Augmenter", "Pair", "list_masks", "pair_seed", "plan_pairs",
-           "run_augment", "source_location", "transform"]
+           "read_records", "record_key", "run_augment", "source_location", "transform"]
 
 Report = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], bool]
@@ -51,6 +53,16 @@ def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def read_records(out: Storage, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many pairs an output holds so far and the records of the first ``limit``.
+
+    A pair counts once its record is written (the record is its commit marker), so this
+    works while the job is still running.
+    """
+    keys = [k for k in out.list(RECORDS) if k.endswith(".json")]
+    return len(keys), [json.loads(out.read_bytes(k)) for k in keys[:limit]]
 
 
 # ---- sources ---------------------------------------------------------------------------

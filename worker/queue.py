@@ -104,6 +104,13 @@ def fetch(conn: Redis, job_id: str) -> Job:
         raise UnknownNameError(f"unknown job {job_id!r}") from None
 
 
+def job_payload(conn: Redis, job_id: str) -> dict[str, Any]:
+    """The payload a job was queued with (KeyError when the job is unknown)."""
+    args = fetch(conn, job_id).args
+    payload = args[0] if args else {}
+    return dict(payload) if isinstance(payload, dict) else {}
+
+
 def get_job(conn: Redis, job_id: str) -> JobInfo:
     """Status, progress, result and error of one job (KeyError when unknown)."""
     return job_info(fetch(conn, job_id))

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
 from model.training.data import TileSampler
+
+
+class Sampler(Protocol):
+    """Draws training tiles: x (B, 3, T, T) in [-1, 1] and labels (B, T, T) or None."""
+
+    def sample(self, batch: int) -> tuple[Tensor, Tensor | None]: ...
 
 
 @dataclass
@@ -28,7 +35,7 @@ class Context:
     model: BaselineModelConfig
     train: BaselineTrainConfig
     device: torch.device
-    sampler: TileSampler
+    sampler: Sampler
     unlabeled: TileSampler | None
     perceptual: nn.Module | None
     gen: torch.Generator

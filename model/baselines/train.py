@@ -20,7 +20,7 @@ from torch import nn
 
 from model import report
 from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
-from model.baselines.context import Context
+from model.baselines.context import Context, Sampler
 from model.baselines.gan import GanRunner
 from model.baselines.mean_teacher import MeanTeacherRunner
 from model.baselines.nets import GENERATOR_ARCHS, check_arch
@@ -63,6 +63,7 @@ def train_baseline(
     name: str,
     eval_images: list[np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
+    sampler: Sampler | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress_bar: bool = False,
@@ -77,14 +78,16 @@ def train_baseline(
         name: model name stored in the serving file.
         eval_images: ``transductive``: evaluation images added to the unlabelled pool.
         metadata: extra provenance stored in the serving file.
+        sampler: draws the labelled tiles instead of a tile sampler over ``dataset`` (the
+            augmentation experiment's mix of real and synthetic pairs); segmenters only.
         on_progress: called after every step with a :class:`model.training.train.Progress`.
         should_stop: polled every step; True returns ``stopped=True`` (no resume).
         progress_bar: show a tqdm bar.
     """
     out = Path(out_dir)
-    _check_inputs(model_cfg, train_cfg, dataset)
+    _check_inputs(model_cfg, train_cfg, dataset, sampler)
     out.mkdir(parents=True, exist_ok=True)
-    ctx, labeled = _context(model_cfg, train_cfg, dataset, eval_images)
+    ctx, labeled = _context(model_cfg, train_cfg, dataset, eval_images, sampler)
     runner = RUNNERS[model_cfg.arch](ctx)
     config = {
         "name": name,
@@ -109,9 +112,11 @@ def train_baseline(
 
 
 def _check_inputs(
-    model_cfg: BaselineModelConfig, cfg: BaselineTrainConfig, dataset: Dataset
+    model_cfg: BaselineModelConfig, cfg: BaselineTrainConfig, dataset: Dataset, sampler: Sampler | None
 ) -> None:
     check_arch(model_cfg.arch)
+    if sampler is not None and (model_cfg.arch in GENERATOR_ARCHS or cfg.labeled_fraction < 1):
+        raise ValueError(f"a given tile sampler needs a segmenter at labeled_fraction 1, not {model_cfg.arch}")
     if model_cfg.num_classes != dataset.classes.num_classes:
         raise ValueError(
             f"model has {model_cfg.num_classes} classes but the dataset's class table "
@@ -140,6 +145,7 @@ def _context(
     cfg: BaselineTrainConfig,
     dataset: Dataset,
     eval_images: list[np.ndarray] | None,
+    given: Sampler | None,
 ) -> tuple[Context, Dataset]:
     labeled, pool = dataset, list(dataset.unlabeled)
     if cfg.labeled_fraction < 1.0:
@@ -153,7 +159,7 @@ def _context(
             "labeled_fraction < 1 or use transductive with evaluation images"
         )
     torch.manual_seed(cfg.seed)
-    sampler = TileSampler(
+    sampler = given or TileSampler(
         labeled.images, labeled.masks, cfg.tile_size, cfg.tile_overlap, cfg.color_jitter, cfg.seed
     )
     unlabeled = (

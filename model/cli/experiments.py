@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from model.arguments import csv_list
+from model.arguments import csv_ints, csv_list, resolve_model
 from model.experiments import run_experiment, tables
 from model.experiments.config import EXPERIMENT_BUDGETS
 from model.experiments.setup import EXPERIMENTS
@@ -21,9 +21,10 @@ def register(subparsers: Any) -> None:
         "experiment",
         help="run one of the paper's comparisons end to end",
         description="Train every compared method, evaluate on held-out "
-        "images, write OUT/<name>.md and OUT/<name>.json.",
+        "images, write OUT/<name>.md and OUT/<name>.json. augmentation: train the "
+        "m-FC-DenseNet with and without a generator's synthetic pairs (--model).",
     )
-    p.add_argument("name", choices=EXPERIMENTS)
+    p.add_argument("name", choices=(*EXPERIMENTS, "augmentation"))
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/, classes.json")
     p.add_argument("--out", required=True, help="output folder (runs and results)")
     p.add_argument(
@@ -37,14 +38,41 @@ def register(subparsers: Any) -> None:
         type=csv_list,
         help="held-out image stems (default: the last 2 names, sorted)",
     )
-    p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction")
+    p.add_argument("--seeds", type=int, help="ssl: runs per labelled fraction; augmentation: runs per row")
     p.add_argument("--inception", help="local TorchScript Inception-v3 for FID/KID")
-    p.add_argument("--classes", help="class table JSON (default: DATA/classes.json)")
+    p.add_argument("--classes", help="class table JSON (default: DATA/classes.json; augmentation: the generator's)")
     p.add_argument("--layout", choices=["folder", "glas"], default="folder")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--perceptual-weights", help="local VGG19 weights for ours and pix2pixHD")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    _add_augmentation_options(p)
     p.set_defaults(func=cmd_experiment)
+
+
+def _relabel(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old or not new:
+        raise argparse.ArgumentTypeError(f"--relabel takes FROM=TO, got {text!r}")
+    return old.strip(), new.strip()
+
+
+def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
+    from model.augmentation import TRANSFORMS
+    from model.experiments.augmentation import MIXINGS
+    from model.experiments.config import AUGMENTATION_BUDGETS
+
+    g = p.add_argument_group("augmentation", "options of `experiment augmentation` "
+                             f"(budgets: {', '.join(AUGMENTATION_BUDGETS)})")
+    g.add_argument("--model", help="the generator: a serving file or a bundled model's name (required)")
+    g.add_argument("--synthetic-per-mask", type=csv_ints, metavar="N,N",
+                   help="synthetic pairs per training mask, 0 = real pairs only (default: the budget's)")
+    g.add_argument("--mixings", type=csv_list,
+                   help=f"for every non-zero amount, from {', '.join(MIXINGS)} (default: all)")
+    g.add_argument("--transforms", choices=list(TRANSFORMS), default="none",
+                   help="geometric copies of each mask, as for `histosynth augment`")
+    g.add_argument("--noise", type=float, default=1.0, help="generator noise scale (default 1)")
+    g.add_argument("--relabel", type=_relabel, action="append", metavar="FROM=TO",
+                   help="replace a class by another before generating (repeatable)")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -53,6 +81,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.name == "augmentation":
+        return _cmd_augmentation(args)
     result = run_experiment(
         args.name,
         args.data,
@@ -67,4 +97,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         perceptual_weights=args.perceptual_weights,
     )
     print(tables.markdown(result))
+    return 0
+
+
+def _cmd_augmentation(args: argparse.Namespace) -> int:
+    from model.experiments import augmentation_report
+    from model.experiments.augmentation import run_augmentation
+
+    if not args.model:
+        raise ValueError("experiment augmentation needs --model, the generator's serving file")
+    result = run_augmentation(
+        args.data, resolve_model(args.model), args.out, budget=args.budget, holdout=args.holdout,
+        seeds=args.seeds, per_mask=None if args.synthetic_per_mask is None else tuple(args.synthetic_per_mask),
+        mixings=None if args.mixings is None else tuple(args.mixings), transforms=args.transforms,
+        noise=args.noise, relabel=dict(args.relabel or []), classes=args.classes, device=args.device,
+    )
+    print("\n".join(augmentation_report.section(result)))
     return 0

@@ -1,4 +1,4 @@
-"""``histosynth experiment <generation|supervised|ssl>``: the paper's comparisons end to end.
+"""``histosynth experiment <generation|supervised|ssl|augmentation>``: the paper's comparisons end to end.
 
 - ``generation`` (Table 1): pix2pix, pix2pixHD and ours (Algorithm 1) on held-out masks: SWD,
   FID/KID (Inception with ``--inception``, else the in-project random-conv extractor), mask
@@ -8,6 +8,9 @@
   on the held-out images: per-class Jaccard, mIoU, OPA, SMA (+ GlaS object metrics if binary).
 - ``ssl`` (Tables 4-8): labelled fractions x seeds for m-FC-DenseNet, the pyramid, mean teacher
   (inductive, transductive) and ours (Algorithm 3, inductive, transductive): mean and spread.
+
+- ``augmentation`` (the product's claim, :mod:`model.experiments.augmentation`): the
+  m-FC-DenseNet with and without a generator's synthetic pairs, on held-out tiles.
 
 Every run lives in ``OUT/runs/<experiment>/...``; a finished run (``model.pt``) is reused, and an
 interrupted run of ours resumes, so a killed experiment continues where it stopped. Results:

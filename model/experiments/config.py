@@ -61,3 +61,37 @@ EXPERIMENT_BUDGETS: dict[str, dict[str, ExperimentBudget]] = {
     },
     "paper": {"generation": _PAPER, "supervised": _PAPER, "ssl": _PAPER},
 }
+
+
+@dataclass(frozen=True)
+class AugmentationBudget:
+    """Sizes of one ``histosynth experiment augmentation --budget``.
+
+    Args:
+        segmenter: ``BASELINE_PRESETS`` key of the m-FC-DenseNet (tiles, steps, networks).
+        downscale: real and synthetic pairs are shrunk by this factor (CPU budgets).
+        steps: segmenter steps (None: the preset's).
+        holdout: tiles held out when none are named (the last names in sorted order).
+        seeds: runs per row (``--seeds`` overrides).
+        per_mask: synthetic pairs per training mask, 0 = real pairs only (``--synthetic-per-mask``).
+        mixings: keys of ``model.experiments.augmentation.MIXINGS`` tried for every non-zero
+            amount (``--mixings``).
+    """
+
+    segmenter: str
+    downscale: int = 1
+    steps: int | None = None
+    holdout: int = 2
+    seeds: int = 3
+    per_mask: tuple[int, ...] = (0, 2, 8)
+    mixings: tuple[str, ...] = ("pooled", "share25", "share50", "pretrain", "synthetic-only")
+
+
+#: ``histosynth experiment augmentation --budget``; ``small``: about 30 minutes per generator
+#: on one thread of the 2-core CPU when it is not shared.
+AUGMENTATION_BUDGETS: dict[str, AugmentationBudget] = {
+    "toy": AugmentationBudget("tiny", holdout=1, seeds=2, per_mask=(0, 1),
+                              mixings=("pooled", "share50", "pretrain", "synthetic-only")),
+    "small": AugmentationBudget("small-ssl", downscale=8, per_mask=(0, 4)),
+    "paper": AugmentationBudget("paper", steps=20000, seeds=5),
+}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from service.deps import RegistryDep, SettingsDep, lookup_model, require_api_key
 from service.errors import error_responses
 from service.registry import Entry, ModelRegistry
-from service.schemas import ClassOut, ModelDetail, ModelList, ModelSummary, ScaleOut
+from service.schemas import ClassOut, Limits, ModelDetail, ModelList, ModelSummary, ScaleOut
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[Depends(require_api_key)])
 log = logging.getLogger("histosynth.service")
@@ -24,10 +24,15 @@ TRAINING_KEYS = (
 
 @router.get("", response_model=ModelList, responses=error_responses(401), summary="List models")
 def list_models(settings: SettingsDep, registry: RegistryDep) -> ModelList:
-    """Every model in the store, including ones published since start-up."""
+    """Every model in the store, including ones published since start-up, and the
+    server's request limits."""
     _refresh(registry)
     models = [_summary(name, e, registry.default_model) for name, e in registry.entries().items()]
-    return ModelList(default_model=registry.default_model, models=models)
+    limits = Limits(
+        max_variants=settings.max_variants, max_pixels=settings.max_pixels,
+        min_mask_side=settings.min_mask_side, max_upload_bytes=settings.max_upload_bytes,
+    )
+    return ModelList(default_model=registry.default_model, models=models, limits=limits)
 
 
 @router.get(

@@ -6,27 +6,29 @@ from functools import partial
 from typing import Annotated
 
 import anyio
-import numpy as np
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, UploadFile
 from fastapi.responses import Response
 
 from model.pipeline import Pipeline
 from service.deps import LimiterDep, RegistryDep, SettingsDep, require_api_key, resolve_model
-from service.errors import ApiError, error_responses
-from service.media import check_min_side, decode_image_file, encode_png, read_upload
-from service.schemas import SegmentFormat
+from service.errors import ApiError
+from service.media import (
+    check_min_side,
+    decode_image_file,
+    encode_labels,
+    png_responses,
+    read_upload,
+)
+from service.schemas import ClassMapForm, ModelForm, SegmentFormat
 
 router = APIRouter(tags=["segment"], dependencies=[Depends(require_api_key)])
 
-_RESPONSES = {
-    200: {
-        "description": "The class map as a PNG the size of the image: `index` (8-bit class "
-        "indices), `values` (the dataset's raw mask values, accepted back by /generate) or "
-        "`color` (RGB palette). `X-HistoSynth-Classes` lists class names in index order.",
-        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-    },
-    **error_responses(400, 401, 404, 413, 422, 503),
-}
+_RESPONSES = png_responses(
+    "The class map as a PNG the size of the image: `index` (8-bit class indices), `values` "
+    "(the dataset's raw mask values, accepted back by /generate) or `color` (RGB palette). "
+    "`X-HistoSynth-Classes` lists class names in index order.",
+    400, 401, 404, 413, 422, 503,
+)
 
 
 @router.post("/segment", response_class=Response, responses=_RESPONSES, summary="Segment")
@@ -35,10 +37,8 @@ async def segment(
     registry: RegistryDep,
     limiter: LimiterDep,
     image: Annotated[UploadFile, File(description="H&E image: PNG, JPEG, TIFF or BMP.")],
-    format: Annotated[
-        SegmentFormat, Form(description="index, values or color (default color).")
-    ] = "color",
-    model: Annotated[str | None, Form(description="Model name (default: DEFAULT_MODEL).")] = None,
+    format: ClassMapForm = "color",
+    model: ModelForm = None,
 ) -> Response:
     """Predict the class of every pixel with the model's segmenter."""
     data = await read_upload(image, settings.max_upload_bytes, "image")
@@ -72,12 +72,4 @@ def run_segmentation(
         labels = pipeline.segment(image)  # (H, W) int64
     except ValueError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
-    return encode_png(_encode_labels(pipeline, labels, fmt))
-
-
-def _encode_labels(pipeline: Pipeline, labels: np.ndarray, fmt: SegmentFormat) -> np.ndarray:
-    if fmt == "color":
-        return pipeline.classes.to_color(labels)
-    if fmt == "values":
-        return pipeline.classes.to_values(labels)
-    return labels.astype(np.uint8)
+    return encode_labels(pipeline.classes, labels, fmt)

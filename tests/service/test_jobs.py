@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.conftest import LiveServer, assert_error, generate, make_settings
+from tests.service.conftest import LiveServer, assert_error, decode_png, generate, make_settings
 
 BUCKET = "histosynth-test"
 FINAL = ("finished", "failed", "canceled", "stopped")
@@ -143,3 +143,38 @@ def test_malformed_job_ids_are_a_4xx(
             assert r.status_code in (404, 422), r.text
             assert_error(r, r.status_code, "unknown_job" if r.status_code == 404 else
                          "validation_error", "job_id" if r.status_code == 422 else "unknown job")
+
+
+def test_first_pairs_of_an_augment_job(api: httpx.Client, jobs_server: LiveServer) -> None:
+    payload = {"source": "datasets/synth", "output": "out/pairs", "variants_per_mask": 1, "seed": 3}
+    job = api.post("/jobs/augment", json=payload).json()
+    assert wait_for(api, job["id"])["status"] == "finished"
+    r = api.get(f"/jobs/{job['id']}/pairs", params={"limit": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out = jobs_server.settings.data_root / "out" / "pairs"
+    assert body["written"] == 4 and body["output"] == out.resolve().as_uri()
+    assert [p["index"] for p in body["pairs"]] == [0, 1, 2]
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    first = body["pairs"][0]
+    assert {k: first[k] for k in ("image", "mask", "seed")} == {
+        k: manifest[0][k] for k in ("image", "mask", "seed")}
+    image = api.get(first["image_url"])
+    assert image.status_code == 200 and image.content == (out / first["image"]).read_bytes()
+    values = api.get(first["mask_url"])
+    assert values.content == (out / first["mask"]).read_bytes()
+    colours = decode_png(api.get(first["mask_url"], params={"format": "color"}).content)
+    raw = decode_png(values.content)
+    assert colours.shape == (*raw.shape, 3)
+    assert (colours[raw == 0] == [0xE6, 0x19, 0x4B]).all()  # stroma's colour
+    assert_error(api.get(f"/jobs/{job['id']}/pairs/99/image"), 404, "unknown_pair", "99")
+    assert_error(api.get(f"/jobs/{job['id']}/pairs", params={"limit": 0}), 422, "validation_error")
+    assert_error(api.get("/jobs/nope/pairs"), 404, "unknown_job")
+    assert_error(api.get("/jobs/bad.id/pairs"), 422, "validation_error", "job_id")
+
+
+def test_a_train_job_has_no_pairs(api: httpx.Client) -> None:
+    payload = {"dataset": "datasets/synth", "name": "np", "preset": "tiny", "steps_per_scale": 100000}
+    job = api.post("/jobs/train", json=payload).json()
+    assert_error(api.get(f"/jobs/{job['id']}/pairs"), 400, "not_an_augment_job", "train")
+    api.delete(f"/jobs/{job['id']}")

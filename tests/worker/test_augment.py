@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker.augment import TRANSFORMS, list_masks, pair_seed, plan_pairs, run_augment, transform
+from worker.augment import (
+    TRANSFORMS,
+    list_masks,
+    pair_seed,
+    plan_pairs,
+    read_records,
+    record_key,
+    run_augment,
+    transform,
+)
 from worker.cli import main
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
@@ -103,3 +112,12 @@ def test_cli_augment_and_its_errors(
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 4
     assert main([*argv[:-2], "--relabel", "benign"]) == 2
     assert "histosynth: error: --relabel takes FROM=TO" in capsys.readouterr().err
+
+
+def test_read_records_counts_committed_pairs_and_returns_the_first(tmp_path: Path) -> None:
+    out = LocalStorage(tmp_path)
+    assert read_records(out, 4) == (0, [])
+    for i in (2, 0, 1):
+        out.write_bytes(record_key(i), json.dumps({"index": i}).encode())
+    out.write_bytes("images/000003_a_v0.png", b"x")  # an image whose record is not written yet
+    assert read_records(out, 2) == (3, [{"index": 0}, {"index": 1}])
