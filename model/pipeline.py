@@ -20,6 +20,7 @@ from model.classes import MaskEncoding
 from model.device import resolve_device
 from model.inference import MAX_SEED, PIXEL_BUDGET, Generation, Pipeline, check_rgb
 from model.nets.fuse import TILE, fuse_for_inference
+from model.nets.segmenter import PIECE, SEGMENT_TILE, prepare_for_inference
 from model.tensors import (
     image_pyramid,
     mask_pyramid,
@@ -56,7 +57,10 @@ class PyramidPipeline(Pipeline):
         super().__init__(path, device, loaded.config, loaded.classes, loaded.metadata)
         # BN folded, channels-last; tiled conv stacks on a CPU (cache-sized tiles, same pixels)
         self.generator = fuse_for_inference(loaded.generator, tile=TILE if device.type == "cpu" else None)
-        self.segmenter = loaded.segmenter
+        # channels-last; on a CPU each level's dense blocks run in cache-sized pieces (same values)
+        self.segmenter = prepare_for_inference(loaded.segmenter, PIECE if device.type == "cpu" else None)
+        #: Segmenter scales larger than this run in tiles (bounded memory, same labels); None: whole.
+        self.segment_tile: int | None = SEGMENT_TILE
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> PyramidPipeline:
@@ -102,8 +106,8 @@ class PyramidPipeline(Pipeline):
         h, w = image.shape[:2]
         x = to_tensor(pad_array_to_multiple(image, self.config.factor))[None].to(self.device)
         xs = image_pyramid(x, self.config.num_scales)
-        logits = self.segmenter(xs, None, stop_at=0)[0]
-        return logits[0, :, :h, :w].argmax(0).cpu().numpy().astype(np.int64)
+        labels = self.segmenter.labels(xs, self.segment_tile)  # (1, H', W')
+        return labels[0, :h, :w].cpu().numpy().astype(np.int64)
 
     def describe(self) -> dict[str, Any]:
         """Name, classes, scales, training summary and digest, for listings."""

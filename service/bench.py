@@ -1,9 +1,11 @@
-"""``histosynth bench serve``: HTTP latency and throughput of /generate vs direct calls.
+"""``histosynth bench serve``: HTTP latency and throughput of /generate or /segment vs
+direct calls.
 
-Concurrent clients send the same mask to ``POST /generate`` (a running server given with
-``--url``, or one started in this process from the current settings). The baseline is
-``Pipeline.generate`` called directly, one call at a time, in this process. Results: a
-table (p50/p99 latency, images/s) on stdout and a JSON file.
+Concurrent clients send the same mask to ``POST /generate`` (or the same RGB image to
+``POST /segment``) of a running server given with ``--url``, or of one started in this
+process from the current settings. The baseline is ``Pipeline.generate`` (``segment``)
+called directly, one call at a time, in this process. Results: a table (p50/p99 latency,
+images/s) on stdout and a JSON file.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ from service.settings import ServiceSettings, get_settings
 def register(bench_subparsers: Any) -> None:
     """Add ``bench serve`` to the ``bench`` group."""
     p = bench_subparsers.add_parser(
-        "serve", help="latency and images/s of POST /generate against direct pipeline calls"
+        "serve", help="latency and images/s of POST /generate or /segment against direct pipeline calls"
     )
+    p.add_argument("--route", choices=["generate", "segment"], default="generate",
+                   help="endpoint to benchmark (default generate; segment sends an RGB image)")
     p.add_argument("--url", help="a running server (default: start one in this process)")
     p.add_argument("--api-key", help="X-API-Key for --url (default: HISTOSYNTH_API_KEY)")
     p.add_argument("--model", help="model name (default: the default model; with no model in "
                    "the store a random-weight 'base' model is benchmarked)")
     p.add_argument("--size", type=int, default=256, help="square mask side (default 256)")
-    p.add_argument("--n", type=int, default=1, help="variants per request (default 1)")
+    p.add_argument("--n", type=int, default=1, help="variants per /generate request (default 1)")
     p.add_argument("--concurrency", type=_ints, default=[1, 4],
                    help="concurrent clients, one HTTP row each, e.g. 1,4,8 (default 1,4)")
     p.add_argument("--requests", type=int, default=24, help="requests per HTTP row (default 24)")
@@ -67,17 +71,18 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
         settings, model = _choose_model(stack, settings, args.model, started=args.url is None)
         url = args.url or _start_server(stack, settings)
         api_key = args.api_key or settings.api_key
-        mask = _mask_for(settings, model, args.size)
+        n = args.n if args.route == "generate" else 1
+        payload = _mask_for(settings, model, args.size) if args.route == "generate" else _image_for(args.size)
         rows = []
         if args.direct > 0:
-            rows.append(bench_direct(settings, model, mask, args.n, args.direct, args.warmup))
+            rows.append(bench_direct(settings, model, args.route, payload, n, args.direct, args.warmup))
         for c in args.concurrency:
             rows.append(
-                bench_http(url, api_key, model, mask, args.n, c, args.requests, args.warmup)
+                bench_http(url, api_key, model, args.route, payload, n, c, args.requests, args.warmup)
             )
     print(format_table(rows))
-    result = {"url": args.url or "in-process server", "model": model, "size": args.size,
-              "n": args.n, "machine": platform.platform(), "rows": rows}
+    result = {"url": args.url or "in-process server", "model": model, "route": args.route,
+              "size": args.size, "n": n, "machine": platform.platform(), "rows": rows}
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")
     return 0
@@ -126,42 +131,59 @@ def _mask_for(settings: ServiceSettings, model: str, size: int) -> np.ndarray:
     return labels[d.argmin(-1)].astype(np.uint8)
 
 
+def _image_for(size: int) -> np.ndarray:
+    """A (size, size, 3) uint8 RGB image of smooth colour blobs (segmentation input)."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(0, 256, (max(1, size // 32), max(1, size // 32), 3), dtype=np.uint8)
+    return np.array(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR))
+
+
 def bench_direct(
-    settings: ServiceSettings, model: str, mask: np.ndarray, n: int, calls: int, warmup: int
+    settings: ServiceSettings, model: str, route: str, payload: np.ndarray, n: int, calls: int, warmup: int
 ) -> dict[str, Any]:
-    """Sequential ``Pipeline.generate`` calls in this process (no HTTP, no PNG)."""
+    """Sequential ``Pipeline.generate`` (or ``segment``) calls in this process (no HTTP, no PNG)."""
     from model.pipeline import load_pipeline
     from worker.models import ModelStore
 
     pipe = load_pipeline(ModelStore(settings).local_path(model), device=settings.device)
+
+    def call(i: int) -> None:
+        if route == "segment":
+            pipe.segment(payload)
+        else:
+            pipe.generate(payload, n=n, seed=i, encoding="index")
+
     for i in range(warmup):
-        pipe.generate(mask, n=n, seed=i, encoding="index")
+        call(i)
     latencies = []
     start = time.perf_counter()
     for i in range(calls):
         t = time.perf_counter()
-        pipe.generate(mask, n=n, seed=i, encoding="index")
+        call(i)
         latencies.append(time.perf_counter() - t)
-    return _row("direct", 1, n, mask.shape[0], latencies, time.perf_counter() - start, 0)
+    return {"route": route, **_row("direct", 1, n, payload.shape[0], latencies, time.perf_counter() - start, 0)}
 
 
 def bench_http(
-    url: str, api_key: str | None, model: str, mask: np.ndarray, n: int, concurrency: int,
-    requests: int, warmup: int,
+    url: str, api_key: str | None, model: str, route: str, payload: np.ndarray, n: int,
+    concurrency: int, requests: int, warmup: int,
 ) -> dict[str, Any]:
-    """``requests`` POST /generate calls from ``concurrency`` client threads."""
+    """``requests`` POST /generate (or /segment) calls from ``concurrency`` client threads."""
     buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG")
+    Image.fromarray(payload).save(buf, format="PNG")
     body = buf.getvalue()
-    fields = {"n": str(n), "model": model, "encoding": "index",
-              "format": "png" if n == 1 else "zip"}
+    if route == "segment":
+        field, fields = "image", {"model": model, "format": "index"}
+    else:
+        field, fields = "mask", {"n": str(n), "model": model, "encoding": "index",
+                                 "format": "png" if n == 1 else "zip"}
     headers = {"X-API-Key": api_key} if api_key else {}
 
     def call(i: int) -> tuple[float, bool]:
         with httpx.Client(base_url=url, timeout=600, headers=headers) as client:
             t = time.perf_counter()
-            r = client.post("/generate", files={"mask": ("mask.png", body, "image/png")},
-                            data={**fields, "seed": str(i)})
+            r = client.post(f"/{route}", files={field: (f"{field}.png", body, "image/png")},
+                            data={**fields, "seed": str(i)} if route == "generate" else fields)
             return time.perf_counter() - t, r.status_code == 200
 
     for i in range(warmup):
@@ -171,7 +193,7 @@ def bench_http(
         results = list(pool.map(call, range(requests)))
     wall = time.perf_counter() - start
     ok = [t for t, good in results if good]
-    return _row("http", concurrency, n, mask.shape[0], ok, wall, len(results) - len(ok))
+    return {"route": route, **_row("http", concurrency, n, payload.shape[0], ok, wall, len(results) - len(ok))}
 
 
 def _row(mode: str, concurrency: int, n: int, size: int, latencies: list[float], wall: float,
@@ -191,6 +213,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 _COLUMNS: list[Column] = [
     ("mode", "l", lambda r: f"{r['mode']}"),
+    ("route", "l", lambda r: f"/{r['route']}"),
     ("clients", "r", lambda r: f"{r['concurrency']}"),
     ("requests", "r", lambda r: f"{r['requests']}"),
     ("errors", "r", lambda r: f"{r['errors']}"),

@@ -46,11 +46,9 @@ async def read_upload(upload: UploadFile, max_bytes: int, field: str) -> bytes:
     return data
 
 
-def check_pixels(data: bytes, max_pixels: int, field: str, filename: str | None) -> None:
-    """413 when the image header declares more than ``max_pixels`` (decompression bombs).
-
-    Only the header is read; undecodable files pass and fail later with a clear 400.
-    """
+def header_size(data: bytes, max_pixels: int, field: str, filename: str | None) -> tuple[int, int] | None:
+    """(width, height) from the image header alone; None for files PIL cannot identify
+    (they fail later with a clear 400); 413 past Pillow's own decompression-bomb limit."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
@@ -63,7 +61,20 @@ def check_pixels(data: bytes, max_pixels: int, field: str, filename: str | None)
             {"max_pixels": max_pixels},
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return
+        return None
+    return int(width), int(height)
+
+
+def check_pixels(data: bytes, max_pixels: int, field: str, filename: str | None) -> tuple[int, int] | None:
+    """413 when the image header declares more than ``max_pixels`` (decompression bombs).
+
+    Only the header is read; undecodable files pass (None) and fail later with a clear 400.
+    Returns (width, height).
+    """
+    size = header_size(data, max_pixels, field, filename)
+    if size is None:
+        return None
+    width, height = size
     if width * height > max_pixels:
         raise ApiError(
             413,
@@ -71,6 +82,25 @@ def check_pixels(data: bytes, max_pixels: int, field: str, filename: str | None)
             f"the {field} {filename!r} has {width}x{height} = {width * height} pixels, more than "
             f"the limit of {max_pixels}; send a smaller image or raise MAX_PIXELS",
             {"width": width, "height": height, "max_pixels": max_pixels},
+        )
+    return size
+
+
+def check_generation_cost(size: tuple[int, int] | None, n: int, budget: int) -> None:
+    """413 when width x height x ``n`` variants exceed ``budget``, before any generation slot
+    is held (the cost of a request grows with both)."""
+    if size is None:
+        return
+    width, height = size
+    cost = width * height * n
+    if cost > budget:
+        raise ApiError(
+            413,
+            "over_generation_budget",
+            f"{width}x{height} pixels x {n} variants = {cost} pixel-variants, more than the "
+            f"budget of {budget} per request; send fewer variants or a smaller mask, or raise "
+            "MAX_GENERATE_PIXELS",
+            {"width": width, "height": height, "n": n, "cost": cost, "max_generate_pixels": budget},
         )
 
 

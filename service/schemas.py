@@ -148,6 +148,9 @@ class Limits(BaseModel):
 
     max_variants: int = Field(description="Most variants per /generate request.", examples=[16])
     max_pixels: int = Field(description="Largest mask or image (height x width).")
+    max_generate_pixels: int = Field(
+        description="Most pixels x variants per /generate request (more is a 413 before generating)."
+    )
     min_mask_side: int = Field(description="Smallest accepted mask or image side in pixels.")
     max_upload_bytes: int = Field(description="Largest accepted upload in bytes.")
 

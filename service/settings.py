@@ -23,6 +23,8 @@ class ServiceSettings(Settings):
         max_upload_bytes: largest accepted upload.
         min_mask_side: smallest accepted mask side in pixels.
         max_variants: most variants per generate request.
+        max_generate_pixels: most pixels x variants one generate request may ask for (its
+            cost); larger requests are refused with 413 before they hold a generation slot.
         generate_concurrency: generate/segment calls that run at once; the rest wait.
         host: address ``histosynth serve`` listens on.
         port: port ``histosynth serve`` listens on.
@@ -32,6 +34,7 @@ class ServiceSettings(Settings):
     max_upload_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     min_mask_side: int = Field(default=32, gt=0)
     max_variants: int = Field(default=16, gt=0)
+    max_generate_pixels: int = Field(default=4096 * 4096, gt=0)
     generate_concurrency: int = Field(default=2, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -70,6 +70,10 @@ class BaselinePipeline(Pipeline):
             )
         return super().generate(mask, n=n, seed=seed, noise=noise, encoding=encoding)
 
+    def variants_per_batch(self, n: int, pixels: int) -> int:
+        """All of them: the variants are copies of one forward pass."""
+        return n
+
     @torch.inference_mode()
     def _generate_batch(
         self, labels: np.ndarray, seeds: list[int], noise: float

@@ -1,6 +1,8 @@
-"""Benchmarks: generation speed (generate) and generators side by side (archs).
+"""Benchmarks: generation speed (generate), segmentation speed (segment), training speed
+(train) and generators side by side (archs).
 
-``register`` adds ``histosynth bench generate``; the service adds ``bench serve`` to the group.
+``register`` adds ``histosynth bench generate``, ``bench segment`` and ``bench train``; the
+service adds ``bench serve`` to the group.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import torch
 from model.arguments import csv_ints, csv_list
 from model.bench.archs import cmd_bench_archs
 from model.bench.generate import cmd_bench_generate
+from model.bench.segment import register as register_segment
+from model.bench.train import register as register_train
 from model.device import resolve_device
 from model.nets.fuse import TILE
 
@@ -28,8 +32,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add the ``bench`` group and ``bench generate``."""
-    p = sub.add_parser("bench", help="benchmarks (generate; the service adds serve)")
+    """Add the ``bench`` group, ``bench generate`` and ``bench segment``."""
+    p = sub.add_parser("bench", help="benchmarks (generate, segment, train; the service adds serve)")
     bsub = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
     p.subcommands = bsub  # the service registers `bench serve` here
     g = bsub.add_parser("generate", help="generation speed, memory and conv efficiency")
@@ -50,3 +54,5 @@ def register(sub: Any) -> None:
     g.add_argument("--baseline-preset", default="paper",
                    help="baseline networks of random-weight baselines: tiny | small | paper (default)")
     g.set_defaults(func=cmd_bench)
+    register_segment(bsub)
+    register_train(bsub)

@@ -10,6 +10,13 @@ from torch import Tensor, nn
 
 from model.config import ModelConfig, SegmenterConfig
 from model.nets.blocks import crop, pad_to_multiple, upsample
+from model.nets.tiling import run_pieces
+
+#: Piece side of the segmenter's levels on a CPU: a dense block's activations stay in cache.
+PIECE = 64
+#: Tile side of segmenter scales at inference: bounds memory at any image size (a tile's
+#: activations); smaller scales run whole, so up to this side nothing is computed twice.
+SEGMENT_TILE = 1024
 
 
 class DenseLayer(nn.Sequential):
@@ -110,10 +117,15 @@ class MiniFCDenseNet(nn.Module):
             ch = block.out_ch
             self.up.append(block)
         self.last = nn.Conv2d(ch, num_classes, 1)
+        #: Inference only: run every level in pieces of this side (cache-sized, same values;
+        #: see :meth:`_forward_pieces`). Set by :func:`prepare_for_inference`.
+        self.piece: int | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C_in, H, W) -> logits (B, K, H, W)."""
         x, size = pad_to_multiple(x, self.multiple)  # (B, C_in, H', W')
+        if self.piece is not None and not self.training and max(x.shape[-2:]) > self.piece:
+            return crop(self._forward_pieces(x, _even(self.piece)), size)  # even: pooling pairs
         x = self.first(x)
         skips: list[Tensor] = []
         for block, pool in zip(self.down, self.pools, strict=True):
@@ -124,6 +136,59 @@ class MiniFCDenseNet(nn.Module):
         for up, block, skip in zip(self.ups, self.up, reversed(skips), strict=True):
             x = block(torch.cat([up(x), skip], dim=1))  # up: (B, C, 2H, 2W)
         return crop(self.last(x), size)  # (B, K, H, W)
+
+    def receptive_radius(self) -> int:
+        """Input pixels beyond itself that an output pixel depends on (conv reach, pooling
+        pairs and transposed convs, summed over the down path, bottleneck and up path)."""
+        r = 1  # first conv
+        for level, block in enumerate(self.down):
+            r += (len(block.layers) + 1) * 2**level  # dense convs, then the pooled pair
+        r += len(self.bottleneck.layers) * 2 ** len(self.down)
+        for level, block in enumerate(self.up[::-1]):
+            r += 2 ** (level + 1) + len(block.layers) * 2**level  # transposed conv, dense convs
+        return r
+
+    def _forward_pieces(self, x: Tensor, piece: int) -> Tensor:
+        """The forward pass level by level, each level's dense block in cache-sized pieces.
+
+        A dense block re-reads its growing input for every layer (BN, ReLU, concatenation);
+        on a whole large image every pass goes to memory and the thin convs run at a fraction
+        of the machine's speed. On ``piece`` x ``piece`` crops with a halo as wide as the
+        block's reach everything stays in cache and the stitched result is the same. Only
+        the skips and each level's input are kept whole.
+        """
+        skips: list[Tensor] = []
+        for i, (block, pool) in enumerate(zip(self.down, self.pools, strict=True)):
+            first = self.first if i == 0 else nn.Identity()
+
+            def down(t: Tensor, first: nn.Module = first, block: nn.Module = block,
+                     pool: nn.Module = pool) -> tuple[Tensor, Tensor]:
+                s = block(first(t))
+                return s, pool(s)  # (B, C, h, w), (B, C, h / 2, w / 2)
+
+            halo = _even(len(block.layers) + (i == 0))
+            skip, x = run_pieces(down, [(x, 1)], _hw(x), piece, halo, (1, 2))
+            skips.append(skip)
+        halo = _even(len(self.bottleneck.layers))
+        (x,) = run_pieces(lambda t: (self.bottleneck(t),), [(x, 1)], _hw(x), piece, halo, (1,))
+        for i, (up, block, skip) in enumerate(zip(self.ups, self.up, reversed(skips), strict=True)):
+            last = self.last if i == len(self.up) - 1 else nn.Identity()
+
+            def rise(t: Tensor, s: Tensor, up: nn.Module = up, block: nn.Module = block,
+                     last: nn.Module = last) -> tuple[Tensor]:
+                return (last(block(torch.cat([up(t), s], dim=1))),)
+
+            # the transposed conv is wrong on one row/column at a crop's far edges
+            (x,) = run_pieces(rise, [(x, 2), (skip, 1)], _hw(skip), piece, _even(len(block.layers) + 1), (1,))
+        return x
+
+
+def _even(n: int) -> int:
+    return n + n % 2
+
+
+def _hw(x: Tensor) -> tuple[int, int]:
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 class ScaleSegmenter(nn.Module):
@@ -246,3 +311,54 @@ class PyramidSegmenter(nn.Module):
             prev = self.forward_scale(n, x, prev, zs[n])
             out[n] = prev
         return out
+
+    @torch.no_grad()
+    def labels(self, xs: Sequence[Tensor], tile: int | None = None) -> Tensor:
+        """Class indices (B, H_0, W_0) of S_0 at inference (zero noise).
+
+        Args:
+            xs: images indexed by n, (B, 3, H_n, W_n), each half of the finer one.
+            tile: scales larger than this run on tiles of about this side with a halo as wide
+                as S_n's receptive field: memory stays that of one tile at any image size and
+                the labels equal the untiled ones. None: whole scales.
+        """
+        if len(xs) != self.num_scales:
+            raise ValueError(f"expected {self.num_scales} images (one per scale), got {len(xs)}")
+        prev: Tensor | None = None
+        for n in range(self.num_scales - 1, -1, -1):
+            prev = self._scale_tiled(n, xs[n], prev, tile, final=n == 0)
+        assert prev is not None
+        return prev[:, 0]  # (B, H, W)
+
+    def _scale_tiled(self, n: int, image: Tensor, prev: Tensor | None, tile: int | None,
+                     final: bool) -> Tensor:
+        """Logits of scale n (argmax (B, 1, H, W) when ``final``), tiled where it can be exact."""
+        def run(img: Tensor, coarse: Tensor | None = None) -> tuple[Tensor]:
+            logits = self.forward_scale(n, img, coarse)
+            return (logits.argmax(1, keepdim=True) if final else logits,)
+
+        h, w = _hw(image)
+        net = self.scales[n].net
+        m = net.multiple  # tiles on the net's pooling grid; sides off it are padded whole
+        aligned = h % m == 0 and w % m == 0 and (prev is None or _hw(prev) == (h // 2, w // 2))
+        if tile is None or max(h, w) <= tile or not aligned:
+            return run(image, prev)[0]
+        halo = _round_up(net.receptive_radius() + 1, m)  # + 1: bilinear upsampling at crop edges
+        sources = [(image, 1)] + ([] if prev is None else [(prev, 2)])
+        return run_pieces(run, sources, (h, w), _round_up(tile, m), halo, (1,))[0]
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def prepare_for_inference(segmenter: PyramidSegmenter, piece: int | None) -> PyramidSegmenter:
+    """Eval mode, channels-last weights and, with ``piece``, every scale's net run level by
+    level in cache-sized pieces (a CPU's fast path; the values do not change)."""
+    segmenter.eval().to(memory_format=torch.channels_last)
+    for scale in segmenter.scales:
+        scale.net.piece = piece
+    for relu in segmenter.modules():
+        if isinstance(relu, nn.ReLU):
+            relu.inplace = True  # each follows a BatchNorm whose output nothing else reads
+    return segmenter

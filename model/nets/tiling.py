@@ -8,9 +8,15 @@ caches. Here the stack runs tile by tile: each tile is cut with a halo as wide a
 stack's receptive field, every convolution runs unpadded ('valid') on interior sides and
 reflect-padded on the image's own borders, so every output pixel equals the untiled one.
 Peak memory becomes a few tiles' activations instead of whole-image ones.
+
+:func:`run_pieces` does the same for any translation-equivariant function of several
+inputs at full or half resolution whose convs zero-pad (the segmenter's levels): each
+piece runs on a crop with a halo and only its centre is kept.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,3 +121,52 @@ def _format_of(x: Tensor) -> torch.memory_format:
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
+
+
+#: A tensor handed to :func:`run_pieces` and its downscale (1 or 2) against the piece grid.
+Source = tuple[Tensor, int]
+
+
+def run_pieces(fn: Callable[..., Sequence[Tensor]], sources: Sequence[Source], size: tuple[int, int],
+               tile: int, halo: int, out_scales: Sequence[int]) -> list[Tensor]:
+    """``fn(*sources)`` computed on ``tile`` x ``tile`` pieces of a grid of ``size`` (same values).
+
+    Each piece is cut with ``halo`` grid pixels of context (clipped at the image border) from
+    every source, ``fn`` runs on the crops and the pieces' centres are stitched. Exact when
+    ``fn`` is translation-equivariant (zero-padded convs, pooling, bilinear upsampling by 2),
+    its outputs near a crop edge that is not the image border differ from the untiled ones
+    by fewer than ``halo`` pixels, and sources or outputs at half resolution (downscale 2)
+    stay aligned: ``tile`` and ``halo`` even and ``size`` even then.
+
+    Args:
+        fn: takes the crops, returns one (B, C, h / d, w / d) tensor per ``out_scales`` entry d.
+        sources: (B, C, H / d, W / d) tensors with their downscale d.
+        size: (H, W) of the grid.
+        tile: piece side in grid pixels.
+        halo: context in grid pixels.
+        out_scales: downscale of each output.
+
+    Returns:
+        The outputs, (B, C, H / d, W / d) each, channels-last.
+    """
+    h, w = size
+    if tile < 1 or halo < 0:
+        raise ValueError(f"tile must be >= 1 and halo >= 0, got {tile} and {halo}")
+    if 2 in (*out_scales, *(d for _, d in sources)) and (tile % 2 or halo % 2 or h % 2 or w % 2):
+        raise ValueError(f"half-resolution pieces need an even tile, halo and size, got {tile}, {halo}, {size}")
+    outs: list[Tensor] = []
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            cy, cx = max(0, y0 - halo), max(0, x0 - halo)
+            cy1, cx1 = min(h, y1 + halo), min(w, x1 + halo)
+            crops = [t[:, :, cy // d: cy1 // d, cx // d: cx1 // d].contiguous(memory_format=torch.channels_last)
+                     for t, d in sources]
+            parts = fn(*crops)
+            if not outs:
+                outs = [p.new_empty((p.shape[0], p.shape[1], h // d, w // d)).contiguous(
+                    memory_format=torch.channels_last) for p, d in zip(parts, out_scales, strict=True)]
+            for out, part, d in zip(outs, parts, out_scales, strict=True):
+                out[:, :, y0 // d: y1 // d, x0 // d: x1 // d] = \
+                    part[:, :, (y0 - cy) // d: (y1 - cy) // d, (x0 - cx) // d: (x1 - cx) // d]
+    return outs

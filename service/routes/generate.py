@@ -18,7 +18,9 @@ from service.errors import ApiError, error_responses, validation_error
 from service.media import (
     build_images,
     build_zip,
+    check_generation_cost,
     check_min_side,
+    check_pixels,
     decode_mask_file,
     encode_png,
     read_upload,
@@ -59,7 +61,9 @@ _RESPONSES = {
             "application/zip": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    **error_responses(400, 401, 404, 413, 422, 503),
+    **error_responses(400, 401, 404, 422, 503),
+    413: {**error_responses(413)[413], "description": "Upload too large, too many pixels, or "
+          "pixels x variants over MAX_GENERATE_PIXELS (refused before generating)."},
 }
 
 
@@ -98,6 +102,8 @@ async def generate(
     fmt = _resolve_format(format, n, settings.max_variants)
     _check_seed(seed, n)
     data = await read_upload(mask, settings.max_upload_bytes, "mask")
+    size = check_pixels(data, settings.max_pixels, "mask", mask.filename)  # header only
+    check_generation_cost(size, n, settings.max_generate_pixels)  # before a slot is held
     name = model or settings.default_model
     pipeline = await resolve_model(registry, name)
     params = GenerateParams(

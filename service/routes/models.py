@@ -30,6 +30,7 @@ def list_models(settings: SettingsDep, registry: RegistryDep) -> ModelList:
     models = [_summary(name, e, registry.default_model) for name, e in registry.entries().items()]
     limits = Limits(
         max_variants=settings.max_variants, max_pixels=settings.max_pixels,
+        max_generate_pixels=settings.max_generate_pixels,
         min_mask_side=settings.min_mask_side, max_upload_bytes=settings.max_upload_bytes,
     )
     return ModelList(default_model=registry.default_model, models=models, limits=limits)

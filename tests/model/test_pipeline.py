@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.nets.segmenter import prepare_for_inference
 from model.pipeline import Pipeline, load_pipeline
 from tests.conftest import synthetic_tile
 
@@ -34,6 +35,16 @@ def test_variants_differ_and_each_reproduces_alone(pipe: Pipeline, mask: np.ndar
     assert not np.array_equal(out.images[0], out.images[1])
     alone = pipe.generate(mask, n=1, seed=out.seeds[2])
     assert np.array_equal(alone.images[0], out.images[2])
+
+
+def test_seed_gives_the_same_image_alone_and_inside_sixteen_variants(pipe: Pipeline) -> None:
+    mask = synthetic_tile(2, 160)[1][:150, :133]  # odd size, several generator tiles
+    many = pipe.generate(mask, n=16, seed=40)
+    assert pipe.variants_per_batch(16, mask.size) == 1  # a CPU: one by one, at batch-1 speed
+    for i in (0, 7, 15):
+        alone = pipe.generate(mask, n=1, seed=40 + i)
+        assert np.array_equal(alone.images[0], many.images[i])
+    assert len({img.tobytes() for img in many.images}) == 16
 
 
 def test_noise_zero_is_deterministic(pipe: Pipeline, mask: np.ndarray) -> None:
@@ -96,6 +107,20 @@ def test_segment_returns_class_map(pipe: Pipeline) -> None:
     image, _ = synthetic_tile(3)
     labels = pipe.segment(image[:90, :70])
     assert labels.shape == (90, 70) and labels.min() >= 0 and labels.max() < pipe.classes.num_classes
+
+
+@pytest.mark.parametrize("shape", [(90, 70), (101, 37), (64, 128)])
+@pytest.mark.parametrize(("tile", "piece"), [(16, 8), (40, None), (None, 12)])
+def test_tiled_segment_equals_untiled(tiny_model_path: Path, shape: tuple[int, int], tile: int | None,
+                                      piece: int | None) -> None:
+    pipe = load_pipeline(tiny_model_path, "cpu")
+    image = synthetic_tile(5, 160)[0][: shape[0], : shape[1]]
+    prepare_for_inference(pipe.segmenter, None)
+    pipe.segment_tile = None
+    whole = pipe.segment(image)
+    prepare_for_inference(pipe.segmenter, piece)
+    pipe.segment_tile = tile
+    assert np.array_equal(pipe.segment(image), whole)
 
 
 def test_segment_rejects_non_rgb(pipe: Pipeline) -> None:

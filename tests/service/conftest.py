@@ -29,6 +29,7 @@ LIMITS = {
     "max_pixels": 256 * 256,
     "min_mask_side": 16,
     "max_variants": 4,
+    "max_generate_pixels": 100 * 100 * 3,
     "generate_concurrency": 2,
 }
 

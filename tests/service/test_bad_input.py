@@ -46,6 +46,15 @@ def test_too_many_pixels(client: httpx.Client) -> None:
     assert err["details"]["max_pixels"] == LIMITS["max_pixels"]
 
 
+def test_pixels_times_variants_over_the_budget(client: httpx.Client) -> None:
+    tiny_file = png_bytes(np.zeros((100, 100), np.uint8), mode="1")  # 1-bit: a few hundred bytes
+    assert generate(client, tiny_file, n=3, format="zip").status_code == 200  # at the budget
+    r = generate(client, tiny_file, n=4)
+    budget = str(LIMITS["max_generate_pixels"])
+    err = assert_error(r, 413, "over_generation_budget", "100x100", "4 variants", budget, "MAX_GENERATE_PIXELS")
+    assert err["details"] == {"width": 100, "height": 100, "n": 4, "cost": 40000, "max_generate_pixels": 30000}
+
+
 def test_decompression_bomb_header_is_refused_before_decoding(client: httpx.Client) -> None:
     # a small PNG whose header claims 50000x50000 (with a valid CRC): only the header is read
     data = bytearray(png_bytes(np.zeros((20, 20), np.uint8)))

@@ -177,8 +177,22 @@ def test_bench_serve_writes_table_and_json(tmp_path: Path, tiny_model_path: Path
            "4", "--concurrency", "1,2", "--direct", "2", "--warmup", "1", "--json", str(out)]
     done = subprocess.run(cmd, cwd=tmp_path, env=_env(env), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "| http | 2 |" in done.stdout.decode()
+    assert "| http | /generate | 2 |" in done.stdout.decode()
     rows = json.loads(out.read_text())["rows"]
     modes = [(r["mode"], r["concurrency"]) for r in rows]
     assert modes == [("direct", 1), ("http", 1), ("http", 2)]
     assert all(r["errors"] == 0 and r["images_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize(("route", "n"), [("generate", 4), ("segment", 1)])
+def test_bench_serve_variants_and_segment(tmp_path: Path, tiny_model_path: Path, route: str, n: int) -> None:
+    env = make_settings(tmp_path, tiny_model_path).to_env()
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "service.cli", "bench", "serve", "--route", route, "--n", str(n), "--size", "40",
+           "--requests", "2", "--concurrency", "1", "--direct", "1", "--warmup", "0", "--json", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(env), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    result = json.loads(out.read_text())
+    assert result["route"] == route and result["n"] == n
+    assert [(r["mode"], r["route"], r["n"]) for r in result["rows"]] == [("direct", route, n), ("http", route, n)]
+    assert all(r["errors"] == 0 and r["images_per_s"] > 0 for r in result["rows"])

@@ -49,4 +49,5 @@ def test_models_list_reports_the_limits(client: httpx.Client, server: LiveServer
     limits = client.get("/models").json()["limits"]
     s = server.settings
     assert limits == {"max_variants": s.max_variants, "max_pixels": s.max_pixels,
+                      "max_generate_pixels": s.max_generate_pixels,
                       "min_mask_side": s.min_mask_side, "max_upload_bytes": s.max_upload_bytes}

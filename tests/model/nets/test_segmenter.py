@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from model.config import ModelConfig, SegmenterConfig
-from model.nets.segmenter import MiniFCDenseNet, PyramidSegmenter, ScaleSegmenter
+from model.nets.segmenter import (
+    MiniFCDenseNet,
+    PyramidSegmenter,
+    ScaleSegmenter,
+    prepare_for_inference,
+)
 
 TINY = SegmenterConfig(
     first_width=4, growth_rate=2, down_layers=(1, 1), bottleneck_layers=1, dropout=0.0
@@ -109,3 +114,44 @@ def test_wrong_number_of_scales() -> None:
     s = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=2, segmenter=TINY))
     with pytest.raises(ValueError, match="one per scale"):
         s([torch.randn(1, 3, 8, 8)])
+
+
+def _trained_like(seg: PyramidSegmenter) -> PyramidSegmenter:
+    """Eval mode with non-trivial BatchNorm statistics."""
+    torch.manual_seed(3)
+    for m in seg.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return seg.eval()
+
+
+THREE_LEVELS = SegmenterConfig(first_width=6, growth_rate=3, down_layers=(2, 1, 2), bottleneck_layers=2, dropout=0.0)
+
+
+@pytest.mark.parametrize("hw", [(64, 48), (136, 200), (72, 40)])
+@pytest.mark.parametrize(("tile", "piece"), [(None, 8), (24, None), (40, 16), (64, 34), (500, 64)])
+def test_tiled_segmentation_equals_untiled(hw: tuple[int, int], tile: int | None, piece: int | None) -> None:
+    torch.manual_seed(0)
+    seg = _trained_like(PyramidSegmenter(ModelConfig(num_classes=4, num_scales=3, segmenter=THREE_LEVELS)))
+    x = torch.randn(1, 3, *hw)
+    xs = [x, torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(x, 4)]
+    with torch.no_grad():
+        logits = seg(xs)[0]
+        assert logits is not None
+        prepare_for_inference(seg, piece)
+        tiled = seg(xs)[0]
+        labels = seg.labels(xs, tile)
+    assert tiled is not None
+    torch.testing.assert_close(tiled, logits, rtol=0, atol=1e-5)
+    top2 = logits.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-4  # labels of near-ties may flip with float rounding
+    assert labels.shape == (1, *hw)
+    assert torch.equal(labels[clear], logits.argmax(1)[clear])
+    assert clear.float().mean() > 0.99
+
+
+def test_tile_halo_is_the_receptive_field() -> None:
+    net = MiniFCDenseNet(8, 4, THREE_LEVELS)
+    # first conv 1; down (2+1) + (1+1) * 2 + (2+1) * 4; bottleneck 2 * 8; up (8 + 2 * 4) + (4 + 1 * 2) + (2 + 2)
+    assert net.receptive_radius() == 1 + 3 + 4 + 12 + 16 + 16 + 6 + 4

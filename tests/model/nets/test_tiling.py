@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from model.nets.blocks import ConvBlock
-from model.nets.tiling import halo, run_tiled, tileable
+from model.nets.tiling import halo, run_pieces, run_tiled, tileable
 
 
 def _stack(norm: str = "batch", last_kernel: int = 3) -> nn.Sequential:
@@ -53,3 +53,39 @@ def test_what_cannot_be_tiled() -> None:
 def test_tile_must_be_positive() -> None:
     with pytest.raises(ValueError, match="tile must be >= 1"):
         run_tiled(_stack(), torch.randn(1, 5, 8, 8), 0)
+
+
+def _pool_net() -> nn.Sequential:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.MaxPool2d(2)).eval()
+
+
+@pytest.mark.parametrize("hw", [(32, 48), (46, 30), (2, 8)])
+@pytest.mark.parametrize("tile", [2, 6, 16, 64])
+def test_pieces_equal_the_whole_at_full_and_half_resolution(hw: tuple[int, int], tile: int) -> None:
+    net = _pool_net()
+    x = torch.randn(2, 3, *hw)
+
+    def fn(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full = net[:3](t)
+        return full, net[3](full)
+
+    with torch.no_grad():
+        full, half = run_pieces(fn, [(x, 1)], hw, tile, halo=2, out_scales=(1, 2))
+        torch.testing.assert_close(full, net[:3](x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(half, net(x), rtol=0, atol=1e-6)
+    assert half.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_pieces_need_a_halo_as_wide_as_the_reach() -> None:
+    net = _pool_net()[:3]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        short = run_pieces(lambda t: (net(t),), [(x, 1)], (32, 32), 8, halo=1, out_scales=(1,))[0]
+        assert not torch.allclose(short, net(x), atol=1e-4)
+
+
+def test_pieces_reject_odd_tiles_at_half_resolution() -> None:
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="even tile"):
+        run_pieces(lambda t: (t, t[..., ::2, ::2]), [(x, 1)], (8, 8), 3, 2, (1, 2))

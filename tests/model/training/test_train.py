@@ -114,3 +114,24 @@ def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message
         train_cfg = replace(train_cfg, **change)
     with pytest.raises(ValueError, match=message):
         train(model_cfg, train_cfg, dataset, tmp_path, name="bad")
+
+
+def test_fused_adam_matches_the_plain_update() -> None:
+    import torch
+
+    from model.training.train import adam
+
+    torch.manual_seed(0)
+    fused_net, plain_net = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(3, 8, 3)
+    plain_net.load_state_dict(fused_net.state_dict())
+    fused = adam(fused_net, 1e-3, (0.5, 0.999))
+    plain = torch.optim.Adam(plain_net.parameters(), lr=1e-3, betas=(0.5, 0.999), foreach=False)
+    assert fused.defaults["fused"] is True
+    for _ in range(5):
+        x = torch.randn(2, 3, 12, 12)
+        for net, opt in ((fused_net, fused), (plain_net, plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -1,0 +1,36 @@
+"""``histosynth bench train``: a smoke run of the tiny preset (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.cli import main
+
+
+def test_bench_train_splits_steps_into_parts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "train", "--preset", "tiny", "--steps", "1", "--warmup", "0", "--threads", "1",
+                 "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [r["scale"] for r in rows if r["part"] == "step"] == [2, 1, 0]  # coarsest first
+    for scale in (2, 1, 0):
+        parts = {r["part"]: r for r in rows if r["scale"] == scale}
+        assert set(parts) == {"batch", "D", "G", "S", "step"}  # joint mode: S updates too
+        total = parts["step"]
+        assert total["steps_per_s"] > 0 and total["gflop_per_step"] > 0
+        split = sum(parts[p]["s_per_step"] for p in ("batch", "D", "G", "S"))
+        assert split == pytest.approx(total["s_per_step"])
+        assert parts["D"]["gflop_per_step"] > 0 and parts["S"]["gflop_per_step"] > 0
+    assert "| scale |" in capsys.readouterr().out
+
+
+def test_bench_train_generate_mode_has_no_segmenter_part(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "train", "--preset", "tiny", "--mode", "generate", "--steps", "1", "--warmup", "0",
+                 "--threads", "1", "--device", "cpu", "--json", str(out)]) == 0
+    parts = {r["part"] for r in json.loads(out.read_text())["rows"]}
+    assert parts == {"batch", "D", "G", "step"}
