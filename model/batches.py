@@ -1,8 +1,11 @@
 """Training batches for one scale: real crops plus what the frozen coarser scales produce.
 
 Finer scales train on random crops (``crop_size``) cut at the same place from every
-tensor of the scale, so memory does not grow with the tile size; the frozen coarser
-scales run on the whole tile under ``no_grad``.
+tensor of the scale, so memory does not grow with the tile size. The frozen coarser
+scales run under ``no_grad`` on a region around the crop: ``crop_context`` full-resolution
+pixels of context (``coarse_context="fixed"``), at least their receptive field
+(``"receptive"``, so a fine scale trains on what inference gives it), or the whole tile
+(``"tile"``).
 """
 
 from __future__ import annotations
@@ -56,19 +59,38 @@ class BatchMaker:
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
 
-    def _noise_maps(self, ys: list[Tensor], stop_at: int, amp: float = 1.0) -> list[Tensor | None]:
+    def _noise_maps(self, ys: list[Tensor], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
         zs: list[Tensor | None] = []
         for m, y in enumerate(ys):
-            cz = self.t.generator.noise_channels(m)
             if m < stop_at:
                 zs.append(None)
                 continue
             b, _, h, w = y.shape
-            if amp == 0.0:  # the fixed (zero) reconstruction noise map of eq. 3
-                zs.append(torch.zeros(b, cz, h, w, device=self.t.device))
-            else:
-                zs.append(amp * self._randn(b, cz, h, w))  # unit scale: G applies noise_amp
+            shape = (b, self.t.generator.noise_channels(m), h, w)
+            # unit scale: G applies noise_amp; without noise, the reconstruction map of eq. 3
+            zs.append(self._randn(*shape) if noisy else self.rec_noise(m, shape))
         return zs
+
+    def rec_noise(self, m: int, shape: tuple[int, ...]) -> Tensor:
+        """Unit-scale noise of the reconstruction pass at scale m: zeros (eq. 3) or SinGAN's
+        fixed z*, the same draw for the same shape at every step (its own seeded stream)."""
+        if self.t.cfg.loss.rec_noise == "zeros":
+            return torch.zeros(shape, device=self.t.device)
+        if self.t.cfg.loss.rec_noise != "fixed":
+            raise ValueError(f"unknown rec_noise {self.t.cfg.loss.rec_noise!r}; choose zeros or fixed")
+        gen = torch.Generator().manual_seed(self.t.cfg.seed * 1009 + 7919 + m)
+        return torch.randn(shape, generator=gen).to(self.t.device)
+
+    def context(self, n: int) -> int:
+        """Full-resolution pixels of context around a scale-n crop for the coarser scales."""
+        cfg = self.t.cfg
+        if cfg.coarse_context == "fixed":
+            return cfg.crop_context
+        if cfg.coarse_context != "receptive":
+            raise ValueError(f"unknown coarse_context {cfg.coarse_context!r}; choose fixed, receptive or tile")
+        # each coarser scale m adds (blocks + 1) 3x3 convs, i.e. that many of its pixels (2**m at n = 0)
+        reach = sum((self.t.model_cfg.generator.num_blocks + 2) * 2**m for m in range(n + 1, self.t.num_scales))
+        return max(cfg.crop_context, reach)
 
     def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
         """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
@@ -76,7 +98,9 @@ class BatchMaker:
         cfg, f = self.t.cfg, self.t.model_cfg.factor
         first = next(x for x in tensors if x is not None)
         h, w = first.shape[-2:]
-        side = -(-(cfg.crop_size * 2**n + 2 * cfg.crop_context) // f) * f
+        if cfg.coarse_context == "tile":
+            return list(tensors), False
+        side = -(-(cfg.crop_size * 2**n + 2 * self.context(n)) // f) * f
         if side >= h or side >= w:
             return list(tensors), False
         top = f * int(torch.randint(0, (h - side) // f + 1, (1,), generator=self.t.gen))
@@ -88,7 +112,7 @@ class BatchMaker:
     def _coarse_images(self, n: int, ys: list[Tensor], noisy: bool) -> list[Tensor | None] | None:
         if n == self.t.num_scales - 1:
             return None
-        zs = self._noise_maps(ys, n + 1, 1.0 if noisy else 0.0)
+        zs = self._noise_maps(ys, n + 1, noisy)
         with self.t._autocast():
             out = self.t.generator(ys, zs, stop_at=n + 1)
         return [o.float() if o is not None else None for o in out]
@@ -116,8 +140,9 @@ class BatchMaker:
         x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
         xs = image_pyramid(x, t.num_scales)
         ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        use_rec = cfg.loss.rec_active(n, t.num_scales)
         fake = self._coarse_images(n, ys, noisy=True)
-        rec = self._coarse_images(n, ys, noisy=False)
+        rec = self._coarse_images(n, ys, noisy=False) if use_rec else None
         up_fake = _up(fake[n + 1], xs[n]) if fake else None
         up_rec = _up(rec[n + 1], xs[n]) if rec else None
         s_prev = syn_prev = None
@@ -127,10 +152,13 @@ class BatchMaker:
                 syn_prev = _up(self._coarse_logits(n, fake), xs[n])
         w = self._window(*xs[n].shape[-2:], centred)
         crop_x = _crop(xs[n], w)
+        amp = float(t.generator.noise_amp[n])
+        z_shape = (crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:])
         batch = ScaleBatch(
             x=crop_x, y=_crop(ys[n], w), labels=_crop(labs[n], w),
             up_fake=_crop(up_fake, w), up_rec=_crop(up_rec, w),
-            z=float(t.generator.noise_amp[n]) * self._randn(crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:]),
+            z=amp * self._randn(*z_shape),
+            z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None, rec=use_rec,
             s_prev=_crop(s_prev, w), syn_prev=_crop(syn_prev, w),
             z_s=self._seg_noise(crop_x) if joint else None,
         )

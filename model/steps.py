@@ -6,7 +6,7 @@ outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model import losses
+from model.augment import check_policies, diff_augment
 from model.config import LossConfig
 from model.nets.blocks import one_hot
 
@@ -24,8 +25,10 @@ class ScaleBatch:
     """Tensors of one step at scale n, all cropped to the same window.
 
     x, y, labels: real image (B,3,h,w), soft one-hot mask (B,K,h,w), hard labels (B,h,w).
-    up_fake, up_rec: coarser generated / reconstructed image upsampled to (B,3,h,w).
-    z: generator noise (B,3,h,w). s_prev: coarser S logits on the real image, upsampled.
+    up_fake, up_rec: coarser generated / reconstructed image upsampled to (B,3,h,w);
+    up_rec is None when this scale has no reconstruction term.
+    z: generator noise (B,3,h,w), scaled. z_rec: noise of the reconstruction pass (zeros or
+    the fixed z*), scaled; None without a reconstruction term. s_prev: coarser S logits on the real image, upsampled.
     syn_prev: coarser S logits on the coarser *generated* images, upsampled.
     u, u_prev: unlabelled images and their coarser S logits (ssl only).
     z_s, z_u: segmenter noise for the real and unlabelled images.
@@ -37,6 +40,8 @@ class ScaleBatch:
     up_fake: Tensor | None
     up_rec: Tensor | None
     z: Tensor
+    z_rec: Tensor | None = None
+    rec: bool = True
     s_prev: Tensor | None = None
     syn_prev: Tensor | None = None
     z_s: Tensor | None = None
@@ -65,6 +70,8 @@ class ScaleStep:
         loss: loss weights and adversarial kind.
         perceptual: VGG perceptual loss module, or None when no weights are configured.
         autocast: context factory for mixed precision (a null context on the CPU).
+        d_steps: discriminator updates per step (each with a fresh augmentation).
+        augment: DiffAugment policies for every pair D sees.
     """
 
     def __init__(
@@ -72,10 +79,17 @@ class ScaleStep:
         loss: LossConfig,
         perceptual: nn.Module | None,
         autocast: Callable[[], AbstractContextManager],
+        d_steps: int = 1,
+        augment: Sequence[str] = (),
     ) -> None:
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        check_policies(augment)
         self.loss = loss
         self.perceptual = perceptual
         self.autocast = autocast
+        self.d_steps = d_steps
+        self.augment = tuple(augment)
 
     def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> dict[str, float]:
         """One step: (1) forward G and S, (2) update D, (3) update G, (4) update S."""
@@ -86,7 +100,8 @@ class ScaleStep:
             u_logits = self._segment(nets, b.u, b.u_prev, b.z_u) if b.u is not None else None
         logs = {}
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
-        logs.update(self._discriminator_step(nets, b, fake, s_logits, u_logits))
+        for _ in range(self.d_steps):
+            logs.update(self._discriminator_step(nets, b, fake, s_logits, u_logits))
         # 3. generator: adversarial + reconstruction + feature matching + perceptual
         logs.update(self._generator_step(nets, b, fake))
         # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
@@ -101,6 +116,7 @@ class ScaleStep:
         return nets.segmenter(x, prev, z)
 
     def _disc(self, nets: ScaleNets, image: Tensor, mask: Tensor) -> losses.DiscOutput:
+        image, mask = diff_augment([image, mask], self.augment)
         return nets.discriminator(image, mask)
 
     def _discriminator_step(self, nets: ScaleNets, b: ScaleBatch, fake: Tensor,
@@ -132,15 +148,21 @@ class ScaleStep:
     def _generator_step(self, nets: ScaleNets, b: ScaleBatch, fake: Tensor) -> dict[str, float]:
         w = self.loss
         with self.autocast():
-            fake_out = self._disc(nets, fake, b.y)
+            # one augmentation for both pairs: feature matching compares the same places
+            fake_a, real_a, y_a = diff_augment([fake, b.x, b.y], self.augment)
+            fake_out = nets.discriminator(fake_a, y_a)
             with torch.no_grad():
-                real_out = self._disc(nets, b.x, b.y)
+                real_out = nets.discriminator(real_a, y_a)
             adv = losses.adversarial(fake_out, True, w.adversarial, False)
             feat = losses.feature_matching(real_out, fake_out)
-            rec_img = nets.generator(b.y, torch.zeros_like(b.z), b.up_rec)  # fixed noise map (eq. 3)
-            rec = losses.reconstruction(rec_img.float(), b.x.float())
-            total = adv + w.rec * rec + w.feat * feat
-            logs = {"g_adv": adv.item(), "g_rec": rec.item(), "g_feat": feat.item()}
+            total = adv + w.feat * feat
+            logs = {"g_adv": adv.item(), "g_feat": feat.item()}
+            if b.rec:
+                z_rec = torch.zeros_like(b.z) if b.z_rec is None else b.z_rec  # fixed noise map (eq. 3)
+                rec_img = nets.generator(b.y, z_rec, b.up_rec)
+                rec = losses.reconstruction(rec_img.float(), b.x.float(), w.rec_downsample)
+                total = total + w.rec * rec
+                logs["g_rec"] = rec.item()
             if self.perceptual is not None:
                 perc = self.perceptual(fake.float(), b.x.float())
                 total = total + w.perc * perc

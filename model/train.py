@@ -4,6 +4,11 @@
 ``on_progress``/``should_stop`` to ``job.meta`` and cancellation. Every finished scale
 and every ``checkpoint_every`` steps a resumable ``state.pt`` is written; ``resume=True``
 continues from it exactly (same scale, step, weights, optimiser state and RNG streams).
+
+Every finished scale is also a small serving file, ``scales/scale{n}.pt``, whose metadata
+says how many scales are trained; ``init_from`` starts a new run at the next unfinished
+scale of such a file (on another machine too). Each scale draws from random streams seeded
+by (seed, scale), so a run continued from a float32 partial file equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import torch
 
 from model import report
 from model.batches import BatchMaker
-from model.checkpoint import atomic_save, save_model
-from model.config import ModelConfig, TrainConfig, to_dict
+from model.checkpoint import atomic_save, read_payload, save_model, to_float32
+from model.classes import ClassTable
+from model.config import ModelConfig, TrainConfig, from_dict, to_dict
 from model.data import Dataset, TileSampler, split_labeled
 from model.losses import load_perceptual
 from model.nets.discriminator import PyramidDiscriminator
@@ -78,6 +84,8 @@ def train(
     *,
     name: str,
     resume: bool = False,
+    init_from: str | Path | None = None,
+    init_scales: int | None = None,
     eval_images: list[np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -91,6 +99,10 @@ def train(
         out_dir: run directory: config.json, metrics.jsonl, losses.png, samples/, state.pt, model.pt.
         name: model name stored in the serving file.
         resume: continue from ``out_dir/state.pt``; without it an existing state is an error.
+            An existing state takes precedence over ``init_from``.
+        init_from: a (partly) trained serving file of the same model config: its trained
+            scales are reused frozen and training starts at the next one.
+        init_scales: reuse only this many of its coarsest scales (default: all it trained).
         eval_images: ``ssl`` + ``transductive``: evaluation images added to the unlabelled pool.
         metadata: extra provenance stored in the serving file (command, preset, data source...).
         on_progress: called after every step with a :class:`Progress`.
@@ -106,6 +118,8 @@ def train(
     trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata or {})
     if resume and state_path.exists():
         trainer.load_state(state_path)
+    elif init_from is not None:
+        trainer.init_from(Path(init_from), init_scales)
     return trainer.run(on_progress, should_stop, progress_bar)
 
 
@@ -149,7 +163,7 @@ class Trainer:
         )
         self.gen = torch.Generator().manual_seed(cfg.seed)  # noise, crops, pseudo-label choice
         self.batches = BatchMaker(self)
-        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self._autocast)
+        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self._autocast, cfg.d_steps, cfg.augment)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
         self.log = report.MetricsLog(out / "metrics.jsonl")
@@ -238,8 +252,19 @@ class Trainer:
 
     def _begin_scale(self, n: int) -> None:
         if self.step == 0:
+            self._seed_scale()
             self.generator.noise_amp[n] = self.batches.noise_amplitude(n)
         self.nets = self._make_nets(n)
+
+    def _seed_scale(self) -> None:
+        """Seed every random stream by (seed, scale): a scale's draws do not depend on how
+        the coarser scales were reached (trained here or read with ``init_from``)."""
+        key = self.cfg.seed * 1_000_003 + self.rank
+        torch.manual_seed(key)
+        self.gen.manual_seed(key)
+        self.sampler.reseed(key)
+        if self.unlabeled_sampler is not None:
+            self.unlabeled_sampler.reseed(key + 1)
 
     def _one_step(self, n: int) -> dict[str, float]:
         assert self.nets is not None
@@ -256,6 +281,9 @@ class Trainer:
         self.rank += 1
         self.step = 0
         self.save_state()
+        if self.rank < self.num_scales:
+            save_model(self.out / "scales" / f"scale{n}.pt", self.generator, self.segmenter, self.model_cfg,
+                       self.dataset.classes, self._metadata())
         report.plot_losses(self.log.read(), self.out / "losses.png")
 
     # ---- reporting ----------------------------------------------------------------
@@ -345,7 +373,36 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
 
-    def _export(self) -> Path:
+    def init_from(self, path: Path, scales: int | None) -> None:
+        """Reuse the trained coarse scales of a serving file; training starts after them."""
+        payload = read_payload(path)
+        if from_dict(ModelConfig, payload["model_config"]) != self.model_cfg:
+            raise ValueError(f"{path} was made with another model config than this run's; "
+                             "use the preset and --set overrides it was trained with")
+        if ClassTable.from_dict(payload["classes"]).to_dict() != self.dataset.classes.to_dict():
+            raise ValueError(f"{path} has another class table than the dataset")
+        trained = int(payload["metadata"].get("scales_trained", self.num_scales))
+        scales = trained if scales is None else scales
+        if not 1 <= scales <= trained:
+            raise ValueError(f"{path} has {trained} trained scale(s); reuse 1..{trained}, not {scales}")
+        if scales >= self.num_scales:
+            raise ValueError(f"{path} is fully trained; pass fewer scales to reuse to train the finer ones again")
+        keep = range(self.num_scales - scales, self.num_scales)
+        for net, part in ((self.generator, "generator"), (self.segmenter, "segmenter")):
+            state = to_float32(payload[part])
+            for n in keep:
+                prefix = f"scales.{n}."
+                net.scales[n].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        for n in keep:
+            self.generator.noise_amp[n] = payload["generator"]["noise_amp"][n].float()
+        self.rank, self.step = scales, 0
+        for r in range(scales):
+            self._freeze(self.scale_of(r))
+        self.extra_metadata = {**self.extra_metadata, "init_from": {"file": str(path), "scales": scales}}
+        log.info("reusing the %d coarsest scale(s) of %s; training starts at scale %d",
+                 scales, path, self.scale_of(scales))
+
+    def _metadata(self) -> dict[str, Any]:
         meta = {
             "name": self.name, "mode": self.cfg.mode, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_config": to_dict(self.cfg), "steps_per_scale": self.cfg.steps_per_scale,
@@ -354,7 +411,11 @@ class Trainer:
             "perceptual": self._perceptual_note(), "has_segmenter": self.cfg.mode != "generate",
             "dataset": {"root": self.dataset.root, "names": list(self.labeled.names),
                         "classes": self.dataset.classes.name},
+            "scales_trained": self.rank,
         }
         meta.update(self.extra_metadata)
+        return meta
+
+    def _export(self) -> Path:
         return save_model(self.out / "model.pt", self.generator, self.segmenter, self.model_cfg,
-                          self.dataset.classes, meta)
+                          self.dataset.classes, self._metadata())

@@ -24,7 +24,10 @@ def tileable(stack: nn.Sequential) -> bool:
     """Whether ``stack`` holds only stride-1 'same' reflect convs and pointwise layers.
 
     BatchNorm counts as pointwise in eval mode only; InstanceNorm (image statistics) does not.
+    Other module types (e.g. a stack that concatenates the mask to every conv) never are.
     """
+    if type(stack) is not nn.Sequential:
+        return False
     for layer in _layers(stack):
         if isinstance(layer, nn.Conv2d):
             if not same_reflect_conv(layer):
