@@ -65,7 +65,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--arch", default="ours", choices=ARCHS,
                    help="ours (default) or a baseline of the paper's comparisons")
     p.add_argument("--preset", default="tiny",
-                   help="tiny | base | paper (default: tiny); baselines: tiny | small | paper")
+                   help="tiny | base | demo | realistic | paper (default: tiny); baselines: tiny | small | paper")
     p.add_argument("--mode", choices=["generate", "joint", "ssl"], help="default: the preset's (joint)")
     p.add_argument("--scales", type=int, help="number of scales N+1")
     p.add_argument("--steps", type=int, help="optimisation steps per scale")

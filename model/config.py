@@ -268,6 +268,28 @@ PRESETS: dict[str, Preset] = {
                           batch_sizes=(6, 4, 4, 3, 3), checkpoint_every=50,
                           loss=LossConfig(rec=10.0)),
     ),
+    # The realism recipe of issue 10 (see EXPERIMENTS.md), sized for a 2-core CPU: no norm in
+    # G (BatchNorm mixed the zero-noise reconstruction pass into the noisy passes' statistics),
+    # the mask fed to every conv, an image bounded at every scale (no halos from clipping),
+    # coarse context as large as the coarser scales' receptive field; a light spectral-norm D
+    # (32 filters, 2 views) at G's learning rate with DiffAugment against overfitting six
+    # tiles; reconstruction (with SinGAN's fixed z*) only at the two coarsest scales, so the
+    # finer scales learn nuclei from the adversarial terms instead of regressing to the mean.
+    # 512 tiles: the coarsest scale sees 32x32, which is enough for a mask-conditioned layout.
+    "realistic": Preset(
+        model=ModelConfig(
+            num_scales=5,
+            generator=GeneratorConfig(norm="none", mask_input="concat", output="tanh"),
+            discriminator=DiscriminatorConfig(base_width=32, max_width=128, num_views=2,
+                                              weight_norm="spectral"),
+            segmenter=SegmenterConfig(first_width=32, growth_rate=8, down_layers=(3, 3, 3, 3),
+                                      bottleneck_layers=3),
+        ),
+        train=TrainConfig(tile_size=512, crop_size=128, coarse_context="receptive", steps_per_scale=300,
+                          holdout_steps=150, batch_sizes=(6, 4, 4, 3, 3), lr_g=2e-4, lr_d=2e-4,
+                          augment=("translation", "cutout"), checkpoint_every=50,
+                          loss=LossConfig(rec=10.0, rec_where="coarse", rec_scales=2, rec_noise="fixed")),
+    ),
     # Section 3.4 of the paper, for a GPU.
     "paper": Preset(
         model=ModelConfig(

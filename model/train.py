@@ -14,6 +14,7 @@ by (seed, scale), so a run continued from a float32 partial file equals an unint
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import platform
@@ -376,8 +377,10 @@ class Trainer:
     def init_from(self, path: Path, scales: int | None) -> None:
         """Reuse the trained coarse scales of a serving file; training starts after them."""
         payload = read_payload(path)
-        if from_dict(ModelConfig, payload["model_config"]) != self.model_cfg:
-            raise ValueError(f"{path} was made with another model config than this run's; "
+        stored = from_dict(ModelConfig, payload["model_config"])
+        # D is not in serving files: the finer scales may train with another discriminator
+        if dataclasses.replace(stored, discriminator=self.model_cfg.discriminator) != self.model_cfg:
+            raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
                              "use the preset and --set overrides it was trained with")
         if ClassTable.from_dict(payload["classes"]).to_dict() != self.dataset.classes.to_dict():
             raise ValueError(f"{path} has another class table than the dataset")
