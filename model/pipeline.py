@@ -37,6 +37,10 @@ class Pipeline:
 
     def __init__(self, path: Path, device: torch.device) -> None:
         loaded = load_model(path, device)
+        trained = int(loaded.metadata.get("scales_trained", loaded.config.num_scales))
+        if trained < loaded.config.num_scales:
+            raise ValueError(f"{path} is partly trained ({trained} of {loaded.config.num_scales} scales); "
+                             f"finish it with histosynth train --init-from {path}")
         self.path = Path(path)
         self.device = device
         self.config = loaded.config
