@@ -610,3 +610,48 @@ EXPERIMENT_BUDGETS: dict[str, dict[str, ExperimentBudget]] = {
     },
     "paper": {"generation": _PAPER, "supervised": _PAPER, "ssl": _PAPER},
 }
+
+
+# ---- realism measures (model/realism.py) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwoSampleConfig:
+    """The classifier two-sample test: a small CNN trained from scratch on 64 px patches.
+
+    Args:
+        patch: patch side in pixels, taken at full resolution.
+        steps: optimisation steps (fixed budget; about a minute on one CPU thread at 600).
+        batch_size: patches per step, half from each set.
+        lr: Adam learning rate.
+        width: channels of the first conv (doubling at each of the three stride-2 convs).
+        test_stride: stride of the grid of test patches (patch: non-overlapping).
+    """
+
+    patch: int = 64
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    width: int = 16
+    test_stride: int = 64
+
+
+@dataclass(frozen=True)
+class NucleiConfig:
+    """Nuclei found by colour deconvolution (``skimage.color.rgb2hed``).
+
+    At 20x (about 0.5 um per pixel) epithelial nuclei of 5-10 um cover about 80-320 px and
+    elongated stromal nuclei about 3 x 10 um = 100 px; ``min_area`` 30 px (a disc of about
+    3 um) drops specks of haematoxylin noise, ``max_area`` 800 px (about 16 um) drops merged
+    clusters and dark lumen debris.
+
+    Args:
+        min_area, max_area: connected objects of nucleus size, in pixels at 20x.
+        opening: iterations of a 3x3 binary opening before labelling (splits thin bridges).
+        threshold_subsample: every n-th pixel (per axis) enters the Otsu threshold fit.
+    """
+
+    min_area: int = 30
+    max_area: int = 800
+    opening: int = 1
+    threshold_subsample: int = 4
