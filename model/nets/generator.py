@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from model.config import GeneratorConfig, ModelConfig
 from model.nets.blocks import ConvBlock, upsample
-from model.nets.tiling import run_tiled
+from model.nets.tiling import run_tiled, run_tiled_local
 
 #: Coarser images are clamped to +-(1 - EPS) before atanh (``output="tanh"``).
 EPS = 1e-3
@@ -19,7 +19,8 @@ class MaskConcatStack(nn.Module):
     """Phi with the mask concatenated to the input of every conv (``mask_input="concat"``).
 
     Takes the same input as the plain stack, ``cat(y, z)``, and reads the mask from its
-    first ``num_classes`` channels. Not an ``nn.Sequential``, so it is never tiled.
+    first ``num_classes`` channels. Every layer is local, so inference may run it tile by
+    tile (:func:`model.nets.tiling.run_tiled_local`).
 
     Args:
         num_classes: K, the mask channels at the front of the input.
@@ -35,6 +36,15 @@ class MaskConcatStack(nn.Module):
             ConvBlock(in_ch if i == 0 else width + num_classes, width, cfg.norm) for i in range(cfg.num_blocks)
         )
         self.head = nn.Conv2d(width + num_classes, 3, 3, padding=1, padding_mode="reflect")
+
+    @property
+    def reach(self) -> int:
+        """Pixels an output depends on beyond itself: one per 3x3 conv."""
+        return len(self.blocks) + 1
+
+    def tileable(self) -> bool:
+        """Whether every layer is local (no instance norm, no BatchNorm in training)."""
+        return not self.training and not any(isinstance(m, nn.InstanceNorm2d) for m in self.modules())
 
     def forward(self, x: Tensor) -> Tensor:
         y = x[:, : self.num_classes]  # (B, K, H, W)
@@ -104,8 +114,10 @@ class ScaleGenerator(nn.Module):
         return prev_up + torch.tanh(phi)
 
     def _phi(self, x: Tensor) -> Tensor:
-        if self.tile is None or not isinstance(self.phi, nn.Sequential) or self.training or max(x.shape[-2:]) <= self.tile:
+        if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
             return self.phi(x)
+        if isinstance(self.phi, MaskConcatStack):
+            return run_tiled_local(self.phi, x, self.tile, self.phi.reach)
         return run_tiled(self.phi, x, self.tile)
 
 
