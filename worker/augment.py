@@ -1,7 +1,8 @@
 """Bulk augmentation: image/mask pairs from a set of masks, restartable pair by pair.
 
-The job's pairs are planned up front: source masks (sorted) x geometric transforms x
-variants, pair ``i`` with a seed derived from (job seed, ``i``). Each pair is written as
+The job's pairs are planned up front by :mod:`model.augmentation` (source masks (sorted) x
+geometric transforms x variants, pair ``i`` with a seed derived from (job seed, ``i``)), which
+also generates them; this module adds storage, resumption and progress. Each pair is written as
 ``images/<stem>.png``, ``masks/<stem>.png`` and last ``records/<i>.json`` (the commit
 marker). A rerun skips pairs whose three files exist and regenerates the rest with the same
 seeds, so it ends with exactly the planned pairs. ``manifest.jsonl`` is assembled from the
@@ -10,18 +11,25 @@ records in index order at the end.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
+from model.augmentation import (
+    MAX_PAIR_SEED,
+    TRANSFORMS,
+    Pair,
+    PairMaker,
+    pair_seed,
+    plan_pairs,
+    transform,
+)
 from worker.models import ModelStore
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
@@ -31,65 +39,11 @@ if TYPE_CHECKING:
     from model.pipeline import Pipeline
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-MAX_PAIR_SEED = 2**31 - 2
-TRANSFORMS: dict[str, tuple[str, ...]] = {
-    "none": ("id",),
-    "flips": ("id", "flip_h", "flip_v"),
-    "rotations": ("id", "rot90", "rot180", "rot270"),
-    "all": ("id", "rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "antitranspose"),
-}
+__all__ = ["MAX_PAIR_SEED", "TRANSFORMS", "Augmenter", "Pair", "list_masks", "pair_seed", "plan_pairs",
+           "run_augment", "source_location", "transform"]
 
 Report = Callable[[dict[str, Any]], None]
 ShouldStop = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One planned output pair."""
-
-    index: int
-    mask_key: str
-    transform: str
-    variant: int
-    seed: int
-
-    @property
-    def stem(self) -> str:
-        source = Path(self.mask_key).stem
-        shape = "" if self.transform == "id" else f"_{self.transform}"
-        return f"{self.index:06d}_{source}{shape}_v{self.variant}"
-
-    @property
-    def keys(self) -> tuple[str, str, str]:
-        """(image key, mask key, record key) in the output."""
-        return f"images/{self.stem}.png", f"masks/{self.stem}.png", f"records/{self.index:06d}.json"
-
-
-def pair_seed(job_seed: int, index: int) -> int:
-    """The seed of pair ``index``: a hash of (job seed, index), stable across runs."""
-    digest = hashlib.blake2b(f"{job_seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % MAX_PAIR_SEED
-
-
-def plan_pairs(mask_keys: list[str], transforms: tuple[str, ...], variants: int, job_seed: int) -> list[Pair]:
-    """Every pair of the job in index order: mask, then transform, then variant."""
-    combos = [(m, t, v) for m in mask_keys for t in transforms for v in range(variants)]
-    return [Pair(i, m, t, v, pair_seed(job_seed, i)) for i, (m, t, v) in enumerate(combos)]
-
-
-def transform(labels: np.ndarray, name: str) -> np.ndarray:
-    """One of the 8 flips/rotations of a (H, W) label map."""
-    ops: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "id": lambda a: a,
-        "rot90": lambda a: np.rot90(a, 1),
-        "rot180": lambda a: np.rot90(a, 2),
-        "rot270": lambda a: np.rot90(a, 3),
-        "flip_h": np.fliplr,
-        "flip_v": np.flipud,
-        "transpose": lambda a: a.T,
-        "antitranspose": lambda a: np.rot90(a, 2).T,
-    }
-    return np.ascontiguousarray(ops[name](labels))
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -143,9 +97,7 @@ class Augmenter:
                  req: AugmentJobRequest, max_pixels: int) -> None:
         self.pipe, self.model_name, self.source, self.out, self.req = pipe, model_name, source, out, req
         self.max_pixels = max_pixels
-        self._labels: tuple[str, np.ndarray] | None = None
-        for old, new in (req.relabel or {}).items():  # fail before any work on unknown names
-            pipe.classes.index_of(old), pipe.classes.index_of(new)
+        self.maker = PairMaker(pipe, self.read_mask, req.noise, req.relabel)
 
     def run(self, pairs: list[Pair], report: Report, should_stop: ShouldStop) -> dict[str, Any]:
         existing = set(self.out.list())
@@ -168,23 +120,16 @@ class Augmenter:
                 "manifest": self.out.uri_for("manifest.jsonl"), "model": self.model_name,
                 "sha256": self.pipe.sha256}
 
-    def labels(self, mask_key: str) -> np.ndarray:
-        """Class indices of a source mask after relabelling (the last one is cached)."""
-        if self._labels is None or self._labels[0] != mask_key:
-            from model.imageio import read_mask
+    def read_mask(self, mask_key: str) -> np.ndarray:
+        """Raw values of a source mask, with the decompression-bomb guard."""
+        from model.imageio import read_mask
 
-            uri = self.source.uri_for(mask_key)
-            raw = read_mask(self.source.read_bytes(mask_key), max_pixels=self.max_pixels, name=uri)
-            labels = self.pipe.decode_mask(raw)
-            if self.req.relabel:
-                labels = self.pipe.classes.relabel(labels, self.req.relabel)
-            self._labels = (mask_key, labels)
-        return self._labels[1]
+        uri = self.source.uri_for(mask_key)
+        return read_mask(self.source.read_bytes(mask_key), max_pixels=self.max_pixels, name=uri)
 
     def write_pair(self, pair: Pair) -> None:
         """Generate and write image, mask, then the record that marks the pair complete."""
-        labels = transform(self.labels(pair.mask_key), pair.transform)
-        image = self.pipe.generate(labels, n=1, seed=pair.seed, noise=self.req.noise, encoding="index").images[0]
+        image, labels = self.maker.make(pair)
         image_key, mask_key, record_key = pair.keys
         self.out.write_bytes(image_key, png_bytes(image))
         self.out.write_bytes(mask_key, png_bytes(self.pipe.classes.to_values(labels)))
