@@ -42,9 +42,9 @@ def package(model: Path, out: Path, *, name: str | None = None, half: bool = Tru
 
 def max_pixel_difference(a: Path, b: Path, size: int = 512, seed: int = 0) -> float:
     """Largest per-pixel difference between two model files' images of a random mask."""
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
-    pa, pb = Pipeline.load(a, "cpu"), Pipeline.load(b, "cpu")
+    pa, pb = load_pipeline(a, "cpu"), load_pipeline(b, "cpu")
     rng = np.random.default_rng(seed)
     labels = np.kron(rng.integers(0, pa.classes.num_classes, (size // 32, size // 32)), np.ones((32, 32), np.int64))
     x = pa.generate(labels, 1, seed=seed, encoding="index").images[0].astype(int)

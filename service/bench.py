@@ -92,7 +92,7 @@ def _choose_model(
     name = model or settings.default_model
     if model or not started or name in ModelStore(settings).names():
         return settings, name
-    from model.bench import random_model
+    from model.bench.generate import random_model
 
     store = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     path = random_model("base", 4, store)
@@ -130,10 +130,10 @@ def bench_direct(
     settings: Settings, model: str, mask: np.ndarray, n: int, calls: int, warmup: int
 ) -> dict[str, Any]:
     """Sequential ``Pipeline.generate`` calls in this process (no HTTP, no PNG)."""
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
     from worker.models import ModelStore
 
-    pipe = Pipeline.load(ModelStore(settings).local_path(model), device=settings.device)
+    pipe = load_pipeline(ModelStore(settings).local_path(model), device=settings.device)
     for i in range(warmup):
         pipe.generate(mask, n=n, seed=i, encoding="index")
     latencies = []

@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
 
 
 def _bench_subcommands(subparsers: Any) -> Any:
-    """The ``bench`` group's subparsers (model/bench.py creates the group)."""
+    """The ``bench`` group's subparsers (model/bench/__init__.py creates the group)."""
     bench = subparsers.choices.get("bench")
     if bench is None:
         bench = subparsers.add_parser("bench", help="benchmarks")

@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import UploadFile
 from PIL import Image, UnidentifiedImageError
 
-from model.data import read_image, read_mask
+from model.training.data import read_image, read_mask
 from service.errors import ApiError
 from service.limits import too_large
 from service.schemas import GeneratedImage, GenerationInfo, GenerationManifest, ManifestEntry

@@ -1,7 +1,7 @@
 """Loaded models by name: loaded once at start-up, new or re-published ones picked up live.
 
 The registry asks the model store (:class:`worker.models.ModelStore`) what it holds and
-loads each serving file once with :meth:`model.pipeline.Pipeline.load`. A request naming a
+loads each serving file once with :func:`model.pipeline.load_pipeline`. A request naming a
 model the registry does not know yet looks it up in the store and loads it, so a freshly
 trained model is served without a restart. :meth:`ModelRegistry.refresh` (at start-up and
 on ``GET /models``) also reloads models whose checkpoint digest changed and forgets
@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from model.pipeline import Pipeline
+from model.pipeline import Pipeline, load_pipeline
 from worker.models import ModelStore
 
 log = logging.getLogger("histosynth.service")
@@ -83,7 +83,7 @@ class ModelRegistry:
     def _load(self, info: Any) -> Entry:
         try:
             path = self.store.local_path(info.name)
-            pipeline = Pipeline.load(path, device=self.device)
+            pipeline = load_pipeline(path, device=self.device)
         except Exception as exc:  # a broken file must not take the service down
             log.error("cannot load model %r: %s", info.name, exc)
             return Entry(info=info, error=str(exc))

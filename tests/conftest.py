@@ -67,8 +67,8 @@ def synthetic_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_model_path(synthetic_dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A serving file trained (joint mode, `tiny` preset) on the synthetic dataset in seconds."""
     from model.config import PRESETS, replace
-    from model.data import load_dataset
-    from model.train import train
+    from model.training.data import load_dataset
+    from model.training.train import train
 
     dataset = load_dataset(synthetic_dataset_dir)
     pre = PRESETS["tiny"]

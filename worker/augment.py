@@ -164,11 +164,11 @@ def run_augment(
         trusted: the caller is the operator (CLI): skip data-root and bucket checks.
         model_path: a serving file to use instead of looking ``req.model`` up in the store.
     """
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
     name = req.model or settings.default_model
     path = model_path or ModelStore(settings).local_path(name)
-    pipe = Pipeline.load(path, device=settings.device)
+    pipe = load_pipeline(path, device=settings.device)
     if model_path is not None and req.model is None:
         name = pipe.name
     source = source_location(req.source, settings, pipe.metadata, trusted)

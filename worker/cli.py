@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``worker`` or ``augment``; user errors are one line and exit code 2."""
-    from model.cli import run
+    from model.errors import run
 
     return run(build_parser(), argv)
 

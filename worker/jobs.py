@@ -1,7 +1,7 @@
 """RQ job functions: importable, context-free, JSON payload in, JSON result out.
 
 The worker's parent process imports this module without torch: everything torch-heavy
-(``model.train``, ``model.pipeline``, ``model.data``) is imported inside the functions,
+(``model.training.train``, ``model.pipeline``, ``model.training.data``) is imported inside the functions,
 which run in the work horse.
 """
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rq import get_current_job
 from rq.job import Job
 
+from model.errors import USER_ERRORS
 from worker.augment import run_augment
 from worker.models import ModelStore
 from worker.runtime import Lease, cancel_requested
@@ -28,12 +29,9 @@ from worker.storage import LocalStorage, S3Storage, StorageError, copy_tree, ope
 
 if TYPE_CHECKING:
     from model.config import ModelConfig, TrainConfig
-    from model.train import Progress
+    from model.training.train import Progress
 
 log = logging.getLogger("histosynth.jobs")
-
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
-
 
 @dataclass
 class JobContext:
@@ -114,8 +112,8 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
 def run_train(req: TrainJobRequest, settings: Settings, ctx: JobContext) -> dict[str, Any]:
     """The body of :func:`train_job`; the run dir is ``data_root/runs/<job id>``."""
     from model.classes import ClassTable
-    from model.data import load_dataset
-    from model.train import train
+    from model.training.data import load_dataset
+    from model.training.train import train
 
     run_dir = (settings.data_root / "runs" / ctx.job_id).resolve()
     ctx.report({"phase": "dataset"}, force=True)

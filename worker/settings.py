@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.device import check_device
+
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 # Fields whose environment variable does not carry the HISTOSYNTH_ prefix.
@@ -126,9 +128,7 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value not in ("auto", "cpu") and not value.startswith("cuda"):
-            raise ValueError(f"unknown device {value!r}; use auto, cpu or cuda")
-        return value
+        return check_device(value)
 
     @property
     def cache_dir(self) -> Path:

@@ -2,5 +2,6 @@
 scale and pyramid without synthetic pairs) and the mean-teacher consistency method (eq. 9).
 
 They share the project's blocks, discriminators, losses, data and metrics; each trains with
-:func:`model.baselines.train.train_baseline` and serves through :class:`model.pipeline.Pipeline`.
+:func:`model.baselines.train.train_baseline` and serves through :func:`model.pipeline.load_pipeline` as a
+:class:`model.baselines.inference.BaselinePipeline`. Their configs: :mod:`model.baselines.config`.
 """

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from model.config import BaselineModelConfig, BaselineTrainConfig
-from model.data import TileSampler
+from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
+from model.training.data import TileSampler
 
 
 @dataclass
@@ -52,13 +52,3 @@ class Context:
     def adam(self, module: nn.Module, lr: float) -> torch.optim.Adam:
         """Adam over ``module``'s parameters with the run's betas."""
         return torch.optim.Adam(module.parameters(), lr=lr, betas=self.train.betas)
-
-
-def update(opt: torch.optim.Optimizer, loss: Tensor) -> float:
-    """Backward and step; a non-finite loss is an error (lower the learning rate)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()}; lower the learning rates")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return float(loss.item())

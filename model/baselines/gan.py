@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model import losses
-from model.baselines.context import Context, update
+from model.baselines.context import Context
 from model.baselines.nets import build_discriminator, build_generator
 from model.nets.blocks import one_hot
+from model.training import losses
+from model.training.steps import update
 
 
 class GanRunner:

@@ -1,6 +1,6 @@
 """Baselines behind the one inference path: :class:`BaselinePipeline` is a
-:class:`model.pipeline.Pipeline` (same ``generate``/``segment``/``describe``) over a baseline
-serving file. ``Pipeline.load`` returns one for files with a baseline ``arch``.
+:class:`model.inference.Pipeline` (same ``generate``/``segment``/``describe``) over a baseline
+serving file. :func:`model.pipeline.load_pipeline` returns one for files with a baseline ``arch``.
 
 pix2pix and pix2pixHD take no noise: every variant of a request is the same image (the seeds
 are still reported, and ``describe()`` says ``stochastic: False``). Segmentation baselines
@@ -17,12 +17,11 @@ import torch
 
 from model.baselines.nets import GENERATOR_ARCHS
 from model.baselines.serving import load_baseline
-from model.checkpoint import file_sha256
 from model.classes import MaskEncoding
-from model.data import image_pyramid, to_tensor, to_uint8
+from model.device import resolve_device
+from model.inference import Generation, Pipeline, check_rgb
 from model.nets.blocks import crop, one_hot, pad_to_multiple
-from model.pipeline import Generation, Pipeline
-from model.train import resolve_device
+from model.tensors import image_pyramid, to_tensor, to_uint8
 
 
 class BaselinePipeline(Pipeline):
@@ -33,18 +32,14 @@ class BaselinePipeline(Pipeline):
         device: where the networks run.
     """
 
-    def __init__(self, path: Path, device: torch.device) -> None:  # no super(): other networks
+    def __init__(self, path: Path, device: torch.device) -> None:
         loaded = load_baseline(path, device)
-        self.path, self.device = Path(path), device
-        self.config: Any = loaded.config
+        super().__init__(path, device, loaded.config, loaded.classes, loaded.metadata)
         self.arch = loaded.config.arch
-        self.classes, self.metadata = loaded.classes, loaded.metadata
         self.generator: Any = loaded.generator
         if self.generator is not None and device.type == "cuda":
             self.generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.segmenter: Any = loaded.segmenter
-        self.name = str(self.metadata.get("name", self.path.stem))
-        self.sha256 = file_sha256(self.path)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> BaselinePipeline:
@@ -95,12 +90,7 @@ class BaselinePipeline(Pipeline):
                 f"model {self.name!r} is a {self.arch} generation baseline and has "
                 "no segmenter; use generate"
             )
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"segment needs an RGB uint8 image (H, W, 3), got {image.shape} {image.dtype}"
-            )
-        x = to_tensor(image)[None].to(self.device)  # (1, 3, H, W)
+        x = to_tensor(check_rgb(image))[None].to(self.device)  # (1, 3, H, W)
         if self.arch == "fcdensenet-pyramid":
             padded, size = pad_to_multiple(x, self.factor)
             xs = image_pyramid(padded, self.config.num_scales)

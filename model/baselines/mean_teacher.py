@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model import losses
-from model.baselines.context import Context, update
+from model.baselines.config import MeanTeacherConfig
+from model.baselines.context import Context
 from model.baselines.nets import build_segmenter
-from model.config import MeanTeacherConfig
+from model.training import losses
+from model.training.steps import update
 
 
 @torch.no_grad()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from model.config import BaselineModelConfig, GlobalGeneratorConfig, Norm, UNetConfig
+from model.baselines.config import BaselineModelConfig, GlobalGeneratorConfig, UNetConfig
+from model.config import Norm
 from model.nets.blocks import crop, make_norm, pad_to_multiple
 from model.nets.discriminator import MultiScaleDiscriminator
 from model.nets.segmenter import MiniFCDenseNet, PyramidSegmenter

@@ -8,11 +8,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model import losses
-from model.baselines.context import Context, update
+from model.baselines.context import Context
 from model.baselines.nets import build_segmenter
-from model.data import image_pyramid, mask_pyramid
 from model.nets.segmenter import PyramidSegmenter
+from model.tensors import image_pyramid, mask_pyramid
+from model.training import losses
+from model.training.steps import update
 
 
 class SegmenterRunner:

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from model.baselines.config import BaselineModelConfig
 from model.baselines.nets import build_generator, build_segmenter, check_arch
 from model.checkpoint import FORMAT, atomic_save, export_state, read_payload, to_float32
 from model.classes import ClassTable
-from model.config import BaselineModelConfig, from_dict, to_dict
+from model.config import from_dict, to_dict
 
 
 @dataclass

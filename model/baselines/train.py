@@ -1,5 +1,5 @@
 """One training entry for every baseline: ``train_baseline`` (the baseline twin of
-:func:`model.train.train`, with the same ``Progress``/``TrainResult`` and run directory:
+:func:`model.training.train.train`, with the same ``Progress``/``TrainResult`` and run directory:
 config.json, metrics.jsonl, losses.png, model.pt). Baselines do not resume: a stopped run
 returns ``stopped=True`` without a model.
 """
@@ -19,16 +19,18 @@ import torch
 from torch import nn
 
 from model import report
+from model.baselines.config import BaselineModelConfig, BaselineTrainConfig
 from model.baselines.context import Context
 from model.baselines.gan import GanRunner
 from model.baselines.mean_teacher import MeanTeacherRunner
 from model.baselines.nets import GENERATOR_ARCHS, check_arch
 from model.baselines.segmenters import PyramidRunner, SegmenterRunner
 from model.baselines.serving import save_baseline
-from model.config import BaselineModelConfig, BaselineTrainConfig, to_dict
-from model.data import Dataset, TileSampler, split_labeled
-from model.losses import load_perceptual
-from model.train import Progress, TrainResult, resolve_device
+from model.config import to_dict
+from model.device import resolve_device
+from model.training.data import Dataset, TileSampler, split_labeled
+from model.training.losses import load_perceptual
+from model.training.train import Progress, TrainResult
 
 
 class Runner(Protocol):
@@ -75,7 +77,7 @@ def train_baseline(
         name: model name stored in the serving file.
         eval_images: ``transductive``: evaluation images added to the unlabelled pool.
         metadata: extra provenance stored in the serving file.
-        on_progress: called after every step with a :class:`model.train.Progress`.
+        on_progress: called after every step with a :class:`model.training.train.Progress`.
         should_stop: polled every step; True returns ``stopped=True`` (no resume).
         progress_bar: show a tqdm bar.
     """

@@ -14,8 +14,7 @@ interrupted run of ours resumes, so a killed experiment continues where it stopp
 ``OUT/<experiment>.md`` (tables) and ``OUT/<experiment>.json`` (everything).
 """
 
-from model.experiments.cli import cmd_experiment, register, run_experiment
-from model.experiments.runs import segmentation_report, train_method
+from model.experiments.runs import run_experiment, segmentation_report, train_method
 from model.experiments.setup import (
     EXPERIMENTS,
     METHODS,
@@ -32,11 +31,9 @@ __all__ = [
     "METHODS",
     "Method",
     "Setup",
-    "cmd_experiment",
     "crop_tiles",
     "default_holdout",
     "downscale",
-    "register",
     "run_experiment",
     "segmentation_report",
     "subset",

@@ -1,18 +1,30 @@
-"""Training each compared method and the three experiments (generation, supervised, ssl)."""
+"""Training each compared method, the three experiments (generation, supervised, ssl) and
+:func:`run_experiment`, which runs one of them and writes its tables."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model import metrics as M
-from model.config import baseline_preset, replace
-from model.evaluate import evaluate
+from model.baselines.config import baseline_preset
+from model.config import replace
+from model.evaluation import metrics as M
+from model.evaluation.evaluate import evaluate, to_jsonable
 from model.experiments import tables
-from model.experiments.setup import METHODS, OURS_MODE, Method, Setup, crop_tiles
+from model.experiments.setup import (
+    METHODS,
+    OURS_MODE,
+    Method,
+    Setup,
+    crop_tiles,
+    describe,
+    make_setup,
+)
 
 # ---- training ----------------------------------------------------------------------------
 
@@ -63,7 +75,7 @@ def _train_ours(
     eval_images: list[np.ndarray] | None,
     meta: dict[str, Any],
 ) -> Path:
-    from model.train import train
+    from model.training.train import train
 
     pre = setup.budget.ours
     changes = {**changes, "mode": OURS_MODE[setup.name]}
@@ -112,9 +124,9 @@ def _train_baseline(
 
 
 def _load(path: Path, device: str | None) -> Any:
-    from model.pipeline import Pipeline
+    from model.pipeline import load_pipeline
 
-    return Pipeline.load(path, device or "auto")
+    return load_pipeline(path, device or "auto")
 
 
 def _wall_time(pipe: Any) -> float | None:
@@ -227,3 +239,69 @@ def run_ssl(setup: Setup, seeds: int) -> dict[str, Any]:
         "runs": per_run,
         "summary": tables.ssl_summary(per_run, METHODS["ssl"], binary=len(names) == 2),
     }
+
+
+def run_experiment(
+    name: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    budget: str = "small",
+    holdout: list[str] | None = None,
+    seeds: int | None = None,
+    inception: str | None = None,
+    classes: str | None = None,
+    layout: str = "folder",
+    device: str | None = None,
+    perceptual_weights: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run one experiment and write ``OUT/<name>.md`` and ``OUT/<name>.json``.
+
+    Args:
+        name: generation, supervised or ssl.
+        data: dataset folder (images/, masks/, classes.json).
+        out: output folder (runs and results).
+        budget: toy (seconds), small (about an hour on a 2-core CPU), paper (GPU).
+        holdout: image stems held out for evaluation (default: the budget's count, last names).
+        seeds: ssl runs per fraction (default: the budget's).
+        inception: local TorchScript Inception-v3 for FID/KID (default: random-conv features).
+        classes, layout: as for ``load_dataset``.
+        device: auto, cpu or cuda for every run (default: each config's).
+        perceptual_weights: VGG19 weights for ours and pix2pixHD (default: the term is off).
+        log: progress lines (default: stderr).
+    """
+    setup = make_setup(
+        name,
+        data,
+        out,
+        budget,
+        holdout,
+        inception,
+        classes,
+        layout,
+        device,
+        perceptual_weights,
+        log,
+    )
+    started = time.perf_counter()
+    if name == "generation":
+        result = run_generation(setup)
+    elif name == "supervised":
+        result = run_supervised(setup)
+    else:
+        result = run_ssl(setup, seeds if seeds is not None else setup.budget.seeds)
+    result = to_jsonable(
+        {
+            "experiment": name,
+            "setup": describe(setup, seeds),
+            **result,
+            "paper": tables.PAPER.get(name),
+            "wall_time_s": time.perf_counter() - started,
+        }
+    )
+    setup.out.mkdir(parents=True, exist_ok=True)
+    (setup.out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (setup.out / f"{name}.md").write_text(tables.markdown(result))
+    setup.log(f"wrote {setup.out / f'{name}.md'} and {setup.out / f'{name}.json'}")
+    return result

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from model import metrics as M
-from model.config import EXPERIMENT_BUDGETS, ExperimentBudget, to_dict
-from model.data import Dataset, load_dataset, resize_image, resize_mask, tile_positions
+from model.config import to_dict
+from model.evaluation import metrics as M
+from model.experiments.config import EXPERIMENT_BUDGETS, ExperimentBudget
+from model.training.data import Dataset, load_dataset, resize_image, resize_mask, tile_positions
 
 EXPERIMENTS = ("generation", "supervised", "ssl")
 

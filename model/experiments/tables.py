@@ -79,7 +79,7 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def generation_row(label: str, report: dict[str, Any], train_s: float | None) -> dict[str, Any]:
-    """The Table 1 numbers of one method from its :func:`model.evaluate.evaluate` report."""
+    """The Table 1 numbers of one method from its :func:`model.evaluation.evaluate.evaluate` report."""
     mc, div, fid = report["mask_consistency"], report["diversity"], report["fid"]
     return {
         "method": label,

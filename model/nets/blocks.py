@@ -97,6 +97,7 @@ def pad_to_multiple(x: Tensor, m: int, mode: PadMode = "reflect") -> tuple[Tenso
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
-def crop(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Undo :func:`pad_to_multiple`: keep the top-left (H, W)."""
-    return x[..., : size[0], : size[1]]
+def crop(x: Tensor, size: tuple[int, int], at: tuple[int, int] = (0, 0)) -> Tensor:
+    """The (H, W) window whose top-left corner is ``at``; by default undoes :func:`pad_to_multiple`."""
+    top, left = at
+    return x[..., top : top + size[0], left : left + size[1]]

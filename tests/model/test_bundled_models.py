@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.checkpoint import read_payload
-from model.pipeline import Pipeline
+from model.pipeline import load_pipeline
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 HELD_OUT = ["test101", "test106"]
@@ -29,7 +29,7 @@ def test_shipped_model(name: str, classes: int) -> None:
     assert ev["model"]["name"] == name
     for key in ("mask_consistency", "realism", "diversity", "segmentation"):
         assert key in ev, f"evaluation lacks {key}"
-    pipe = Pipeline.load(path, "cpu")
+    pipe = load_pipeline(path, "cpu")
     assert pipe.classes.num_classes == classes and pipe.config.num_scales == 5
     mask = np.full((64, 96), 4, np.uint8)  # raw values: stroma with a high-grade gland
     mask[16:48, 24:72] = 1

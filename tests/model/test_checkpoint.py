@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.checkpoint import file_sha256, load_model, read_payload, save_model
-from model.pipeline import Pipeline
+from model.pipeline import load_pipeline
 
 
 def test_round_trip_rebuilds_identical_networks(tiny_model_path: Path, tmp_path: Path) -> None:
@@ -21,8 +21,8 @@ def test_round_trip_rebuilds_identical_networks(tiny_model_path: Path, tmp_path:
         assert torch.equal(a, b)
     mask = np.zeros((48, 48), np.int64)
     mask[8:30, 8:30] = 1
-    out_a = Pipeline.load(tiny_model_path, "cpu").generate(mask, 2, seed=4).images
-    out_b = Pipeline.load(copy, "cpu").generate(mask, 2, seed=4).images
+    out_a = load_pipeline(tiny_model_path, "cpu").generate(mask, 2, seed=4).images
+    out_b = load_pipeline(copy, "cpu").generate(mask, 2, seed=4).images
     assert all(np.array_equal(x, y) for x, y in zip(out_a, out_b, strict=True))
 
 
@@ -33,8 +33,8 @@ def test_half_precision_is_smaller_and_close(tiny_model_path: Path, tmp_path: Pa
     payload = read_payload(half)
     assert payload["generator"]["scales.0.phi.0.0.weight"].dtype == torch.float16
     mask = np.zeros((48, 48), np.int64)
-    a = Pipeline.load(tiny_model_path, "cpu").generate(mask, 1, seed=1).images[0].astype(int)
-    b = Pipeline.load(half, "cpu").generate(mask, 1, seed=1).images[0].astype(int)
+    a = load_pipeline(tiny_model_path, "cpu").generate(mask, 1, seed=1).images[0].astype(int)
+    b = load_pipeline(half, "cpu").generate(mask, 1, seed=1).images[0].astype(int)
     assert np.abs(a - b).mean() < 2.0
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from model.config import PRESETS, replace
-from model.data import load_dataset, read_mask
-from model.pipeline import Pipeline
-from model.train import train
+from model.pipeline import load_pipeline
+from model.training.data import load_dataset, read_mask
+from model.training.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def test_tiny_training_on_gleason_generates_1024(gleason_dir: Path, tmp_path: Pa
     pre = PRESETS["tiny"]
     model_cfg = replace(pre.model, num_classes=4)
     result = train(model_cfg, replace(pre.train, steps_per_scale=2), dataset, tmp_path, name="gleason-tiny")
-    pipe = Pipeline.load(result.model_path, "cpu")
+    pipe = load_pipeline(result.model_path, "cpu")
     raw = read_mask(gleason_dir / "masks" / "test106.png")[88:1112, 88:1112]  # centre 1024 crop
     out = pipe.generate(raw, n=2, seed=0)
     assert [im.shape for im in out.images] == [(1024, 1024, 3)] * 2

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.pipeline import Pipeline
+from model.pipeline import Pipeline, load_pipeline
 from tests.conftest import synthetic_tile
 
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_path: Path) -> Pipeline:
-    return Pipeline.load(tiny_model_path, "cpu")
+    return load_pipeline(tiny_model_path, "cpu")
 
 
 @pytest.fixture(scope="module")

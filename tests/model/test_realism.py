@@ -193,7 +193,7 @@ def test_nuclei_stats_rejects_mismatched_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def real_tiles(gleason_dir: Path) -> list[np.ndarray]:
-    from model.data import load_dataset
+    from model.training.data import load_dataset
 
     return [im[:512, :512] for im in load_dataset(gleason_dir).images]
 

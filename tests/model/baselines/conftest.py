@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from model.config import baseline_preset, replace
-from model.data import Dataset, load_dataset
+from model.baselines.config import baseline_preset
+from model.config import replace
+from model.training.data import Dataset, load_dataset
 
 
 def tiny_configs(arch: str, num_classes: int = 3, **train_changes: object) -> tuple:

@@ -1,4 +1,4 @@
-"""Baselines through the one inference path (Pipeline.load), the serving file and the CLI."""
+"""Baselines through the one inference path (load_pipeline), the serving file and the CLI."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from model.baselines.inference import BaselinePipeline
 from model.checkpoint import load_model, read_payload
 from model.cli import main
-from model.pipeline import Pipeline
+from model.pipeline import PyramidPipeline, load_pipeline
 from tests.conftest import synthetic_tile
 
 
@@ -18,7 +18,7 @@ from tests.conftest import synthetic_tile
 def test_generators_give_identical_variants_at_any_size(
     arch: str, baseline_models: dict[str, Path]
 ) -> None:
-    pipe = Pipeline.load(baseline_models[arch], "cpu")
+    pipe = load_pipeline(baseline_models[arch], "cpu")
     assert isinstance(pipe, BaselinePipeline) and pipe.arch == arch
     mask = synthetic_tile(7)[1][:37, :61]
     out = pipe.generate(mask, n=3, seed=5)
@@ -33,7 +33,7 @@ def test_generators_give_identical_variants_at_any_size(
 
 @pytest.mark.parametrize("arch", ["fcdensenet", "fcdensenet-pyramid", "mean-teacher"])
 def test_segmenters_segment_any_size(arch: str, baseline_models: dict[str, Path]) -> None:
-    pipe = Pipeline.load(baseline_models[arch], "cpu")
+    pipe = load_pipeline(baseline_models[arch], "cpu")
     labels = pipe.segment(synthetic_tile(7)[0][:37, :61])
     assert labels.shape == (37, 61) and labels.dtype == np.int64
     assert labels.min() >= 0 and labels.max() < 3
@@ -55,8 +55,8 @@ def test_serving_file_has_an_arch_and_load_model_refuses_it(
 
 
 def test_ours_still_loads_as_pipeline(tiny_model_path: Path) -> None:
-    pipe = Pipeline.load(tiny_model_path, "cpu")
-    assert type(pipe) is Pipeline
+    pipe = load_pipeline(tiny_model_path, "cpu")
+    assert type(pipe) is PyramidPipeline
     assert "arch" not in read_payload(tiny_model_path)
 
 
@@ -81,7 +81,7 @@ def test_cli_trains_a_baseline(
         ]
     )
     assert code == 0
-    pipe = Pipeline.load(out / "model.pt", "cpu")
+    pipe = load_pipeline(out / "model.pt", "cpu")
     assert pipe.config.unet.depth == 3 and pipe.config.arch == "pix2pix"
     assert (out / "model-fp16.pt").is_file() and (out / "losses.png").is_file()
 

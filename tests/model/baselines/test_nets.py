@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from model.baselines.config import GlobalGeneratorConfig, UNetConfig, baseline_preset
 from model.baselines.nets import (
     GlobalGenerator,
     UNetGenerator,
@@ -13,7 +14,7 @@ from model.baselines.nets import (
     build_segmenter,
     check_arch,
 )
-from model.config import GlobalGeneratorConfig, UNetConfig, baseline_preset, replace
+from model.config import replace
 from model.nets.blocks import one_hot
 
 SIZES = [(32, 32), (48, 80), (37, 61)]

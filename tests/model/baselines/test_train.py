@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.baselines.config import BASELINE_ARCHS, MeanTeacherConfig
 from model.baselines.mean_teacher import consistency_weight, ema_decay, ema_update
 from model.baselines.train import train_baseline
-from model.config import BASELINE_ARCHS, MeanTeacherConfig
-from model.data import Dataset
 from model.nets.segmenter import MiniFCDenseNet
+from model.training.data import Dataset
 from tests.model.baselines.conftest import tiny_configs
 
 EXPECTED_LOSSES = {

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, image similarity, realism features, the evaluate command and figures."""

@@ -1,0 +1,1 @@
+"""Training: datasets and tiles, batches, the D/G/S steps, losses and the coarse-to-fine loop."""

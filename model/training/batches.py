@@ -1,0 +1,259 @@
+"""Training batches for one scale: real crops plus what the frozen coarser scales produce.
+
+Finer scales train on random crops (``crop_size``) cut at the same place from every
+tensor of the scale, so memory does not grow with the tile size. The frozen coarser
+scales run under ``no_grad`` on a region around the crop: ``crop_context`` full-resolution
+pixels of context (``coarse_context="fixed"``), at least their receptive field
+(``"receptive"``, so a fine scale trains on what inference gives it), or the whole tile
+(``"tile"``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.config import ModelConfig, TrainConfig
+from model.nets.blocks import crop, upsample
+from model.nets.generator import PyramidGenerator
+from model.nets.segmenter import PyramidSegmenter
+from model.report import image_grid
+from model.tensors import image_pyramid, mask_pyramid, noise_maps, pad_array, to_tensor, to_uint8
+from model.training.data import Dataset, TileSampler
+from model.training.steps import GeneratorBatch, ScaleBatch, SegmenterBatch, UnlabeledBatch
+
+Window = tuple[int, int, int, int]  # top, left, height, width
+
+
+def _up(x: Tensor, like: Tensor) -> Tensor:
+    return upsample(x, like.shape[-2:])
+
+
+def _cut(x: Tensor | None, w: Window) -> Tensor | None:
+    return None if x is None else crop(x, (w[2], w[3]), at=(w[0], w[1]))
+
+
+class TrainingRun(Protocol):
+    """What the batch maker reads from the trainer: configs, nets, samplers and the RNG."""
+
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    device: torch.device
+    gen: torch.Generator
+    generator: PyramidGenerator
+    segmenter: PyramidSegmenter
+    sampler: TileSampler
+    unlabeled_sampler: TileSampler | None
+    labeled: Dataset
+    dataset: Dataset
+    rank: int
+
+    @property
+    def num_scales(self) -> int: ...
+
+    def autocast(self) -> AbstractContextManager: ...
+
+
+class BatchMaker:
+    """Builds :class:`ScaleBatch` objects for a training run (reads its nets and RNGs)."""
+
+    def __init__(self, trainer: TrainingRun) -> None:
+        self.t = trainer
+
+    # ---- random draws (all from the trainer's CPU generator, so resumes are exact) ----
+    def _randn(self, *shape: int) -> Tensor:
+        return torch.randn(*shape, generator=self.t.gen).to(self.t.device)
+
+    def _window(self, h: int, w: int, centred: bool = False) -> Window:
+        c = self.t.cfg.crop_size
+        if h <= c and w <= c:
+            return 0, 0, h, w
+        ch, cw = min(c, h), min(c, w)
+        if centred:
+            return (h - ch) // 2, (w - cw) // 2, ch, cw
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=self.t.gen))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
+        return top, left, ch, cw
+
+    def _noise_maps(self, ys: list[Tensor], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
+        b = ys[0].shape[0]
+        channels = [self.t.generator.noise_channels(m) for m in range(len(ys))]
+        sizes = [(y.shape[-2], y.shape[-1]) for y in ys]
+        if not noisy:  # the reconstruction noise maps (eq. 3: zeros; or SinGAN's fixed z*)
+            return [None if m < stop_at else self.rec_noise(m, (b, channels[m], *sizes[m]))
+                    for m in range(len(ys))]
+        zs = noise_maps(self.t.gen, b, channels, sizes, stop_at)
+        return [None if z is None else z.to(self.t.device) for z in zs]  # unit scale: G applies noise_amp
+
+    def rec_noise(self, m: int, shape: tuple[int, ...]) -> Tensor:
+        """Unit-scale noise of the reconstruction pass at scale m: zeros (eq. 3) or SinGAN's
+        fixed z*, the same draw for the same shape at every step (its own seeded stream)."""
+        kind = self.t.cfg.loss.rec_noise
+        if kind == "zeros":
+            return torch.zeros(shape, device=self.t.device)
+        if kind != "fixed":
+            raise ValueError(f"unknown rec_noise {kind!r}; choose zeros or fixed")
+        gen = torch.Generator().manual_seed(self.t.cfg.seed * 1009 + 7919 + m)
+        return torch.randn(shape, generator=gen).to(self.t.device)
+
+    def context(self, n: int) -> int:
+        """Full-resolution pixels of context around a scale-n crop for the coarser scales."""
+        cfg = self.t.cfg
+        if cfg.coarse_context == "fixed":
+            return cfg.crop_context
+        if cfg.coarse_context != "receptive":
+            raise ValueError(f"unknown coarse_context {cfg.coarse_context!r}; choose fixed, receptive or tile")
+        # each coarser scale m adds (blocks + 1) 3x3 convs and an upsampling: that many of its
+        # pixels, 2**m full-resolution pixels each
+        reach = sum((self.t.model_cfg.generator.num_blocks + 2) * 2**m for m in range(n + 1, self.t.num_scales))
+        return max(cfg.crop_context, reach)
+
+    def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
+        """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
+        from full-resolution tiles; True when cut, so the crop is then its centre."""
+        cfg, f = self.t.cfg, self.t.model_cfg.factor
+        first = next(x for x in tensors if x is not None)
+        h, w = first.shape[-2:]
+        if cfg.coarse_context == "tile":
+            return list(tensors), False
+        side = -(-(cfg.crop_size * 2**n + 2 * self.context(n)) // f) * f
+        if side >= h or side >= w:
+            return list(tensors), False
+        top = f * int(torch.randint(0, (h - side) // f + 1, (1,), generator=self.t.gen))
+        left = f * int(torch.randint(0, (w - side) // f + 1, (1,), generator=self.t.gen))
+        return [None if x is None else x[..., top:top + side, left:left + side] for x in tensors], True
+
+    # ---- coarser scales (frozen) ----------------------------------------------------
+    @torch.no_grad()
+    def _coarse_images(self, n: int, ys: list[Tensor], noisy: bool) -> list[Tensor | None] | None:
+        if n == self.t.num_scales - 1:
+            return None
+        zs = self._noise_maps(ys, n + 1, noisy)
+        with self.t.autocast():
+            out = self.t.generator(ys, zs, stop_at=n + 1)
+        return [o.float() if o is not None else None for o in out]
+
+    @torch.no_grad()
+    def _coarse_logits(self, n: int, xs: list[Tensor | None]) -> Tensor | None:
+        if n == self.t.num_scales - 1:
+            return None
+        with self.t.autocast():
+            logits = self.t.segmenter(xs, None, stop_at=n + 1)
+        return logits[n + 1].float()
+
+    # ---- public -----------------------------------------------------------------------
+    def make(self, n: int, use_synthetic: bool = False) -> ScaleBatch:
+        """A batch for scale n: sample tiles, build pyramids, run coarser scales, crop.
+
+        ``use_synthetic``: also run the coarser segmenters on the generated images (S sees
+        synthetic pairs once the hold-out is over).
+        """
+        t, cfg = self.t, self.t.cfg
+        bs = cfg.batch_size(t.rank)
+        # 1. real tiles, cut to the region this scale needs, and their pyramids
+        x, labels = t.sampler.sample(bs)  # (B, 3, T, T), (B, T, T)
+        (x, labels), centred = self._region(n, x, labels)  # (B, 3, R, R), (B, R, R)
+        x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
+        xs = image_pyramid(x, t.num_scales)
+        ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        # 2. the frozen coarser scales on the whole region, upsampled to scale n
+        use_rec = cfg.loss.rec_active(n, t.num_scales)
+        fake = self._coarse_images(n, ys, noisy=True)
+        rec = self._coarse_images(n, ys, noisy=False) if use_rec else None
+        s_prev = syn_prev = None
+        if cfg.mode != "generate" and fake is not None:
+            s_prev = _up(self._coarse_logits(n, xs), xs[n])
+            if use_synthetic:
+                syn_prev = _up(self._coarse_logits(n, fake), xs[n])
+        # 3. one crop window for every tensor of the scale, then the noise of the crop
+        w = self._window(*xs[n].shape[-2:], centred)
+        crop_x = _cut(xs[n], w)
+        assert crop_x is not None
+        amp = float(t.generator.noise_amp[n])
+        z_shape = (crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:])
+        gen = GeneratorBatch(
+            x=crop_x, y=_cut(ys[n], w),  # type: ignore[arg-type]
+            z=amp * self._randn(*z_shape),
+            up_fake=_cut(_up(fake[n + 1], xs[n]), w) if fake else None,
+            up_rec=_cut(_up(rec[n + 1], xs[n]), w) if rec else None,
+            rec=use_rec, z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None,
+        )
+        batch = ScaleBatch(gen)
+        if cfg.mode != "generate":
+            batch.seg = SegmenterBatch(labels=_cut(labs[n], w), z_s=self._seg_noise(crop_x),  # type: ignore[arg-type]
+                                       s_prev=_cut(s_prev, w), syn_prev=_cut(syn_prev, w))
+        if cfg.mode == "ssl":
+            batch.unlabeled = self._unlabeled(n, bs)
+        return batch
+
+    def _seg_noise(self, x: Tensor) -> Tensor:
+        cs = self.t.model_cfg.segmenter.noise_channels
+        std = self.t.model_cfg.segmenter.noise_std
+        return std * self._randn(x.shape[0], cs, *x.shape[-2:])
+
+    def _unlabeled(self, n: int, bs: int) -> UnlabeledBatch:
+        assert self.t.unlabeled_sampler is not None
+        u, _ = self.t.unlabeled_sampler.sample(bs)
+        (u,), centred = self._region(n, u)
+        us = image_pyramid(u.to(self.t.device, memory_format=torch.channels_last), self.t.num_scales)
+        prev = self._coarse_logits(n, us)
+        u_prev = _up(prev, us[n]) if prev is not None else None
+        w = self._window(*us[n].shape[-2:], centred)
+        crop_u = _cut(us[n], w)
+        assert crop_u is not None
+        z_u = self._seg_noise(crop_u)
+        share = self.t.cfg.pseudo_positive_fraction
+        pseudo_mask = (torch.rand(bs, generator=self.t.gen) < share).to(self.t.device)
+        return UnlabeledBatch(u=crop_u, u_prev=_cut(u_prev, w), z_u=z_u, pseudo_mask=pseudo_mask)
+
+    @torch.no_grad()
+    def noise_amplitude(self, n: int) -> float:
+        """Coarsest: ``noise_amp_init``; finer: factor x RMSE of the coarser reconstruction."""
+        t, cfg = self.t, self.t.cfg
+        if n == t.num_scales - 1:
+            return cfg.noise_amp_init
+        x, labels = t.sampler.sample(cfg.batch_size(t.rank))
+        x, labels = x.to(t.device), labels.to(t.device)
+        xs = image_pyramid(x, t.num_scales)
+        ys, _ = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        rec = self._coarse_images(n, ys, noisy=False)
+        assert rec is not None
+        rmse = torch.sqrt(F.mse_loss(_up(rec[n + 1], xs[n]), xs[n]))
+        return cfg.noise_amp_factor * float(rmse)
+
+    @torch.no_grad()
+    def sample_grid(self, n: int, tiles: int = 2, variants: int = 3) -> np.ndarray:
+        """Rows of: mask | generated variants | real, at scale n, for fixed tiles."""
+        t = self.t
+        size = t.cfg.tile_size
+        rows = []
+        gen = torch.Generator().manual_seed(1234)
+        for image, mask in list(zip(t.labeled.images, t.labeled.masks, strict=True))[:tiles]:
+            img, msk = _center(image, size), _center(mask, size)
+            x = to_tensor(img)[None].to(t.device)
+            labels = torch.from_numpy(msk)[None].long().to(t.device)
+            xs = image_pyramid(x, t.num_scales)
+            ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+            ys = [y.expand(variants, -1, -1, -1) for y in ys]
+            channels = [t.generator.noise_channels(m) for m in range(len(ys))]
+            maps = noise_maps(gen, variants, channels, [(y.shape[-2], y.shape[-1]) for y in ys], stop_at=n)
+            zs = [None if z is None else z.to(t.device) for z in maps]
+            out = t.generator(ys, zs, stop_at=n)[n]
+            row = [t.dataset.classes.to_color(labs[n][0].cpu().numpy())]
+            row += list(to_uint8(out.float().cpu()))
+            row.append(to_uint8(xs[n][0].cpu()))
+            rows.append(row)
+        return image_grid(rows)
+
+
+def _center(a: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop (reflect-padding when smaller) to size x size."""
+    a = pad_array(a, (size, size), "reflect", centred=True)
+    h, w = a.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return a[top:top + size, left:left + size]

@@ -1,0 +1,227 @@
+"""One optimisation step at one scale: D, G and S updates (eq. 2, 6-8), as a table.
+
+The loop in :mod:`model.training.train` prepares a :class:`ScaleBatch` (real crops, coarser
+outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import LossConfig
+from model.nets.blocks import one_hot
+from model.training import losses
+from model.training.augment import check_policies, diff_augment
+
+
+@dataclass
+class GeneratorBatch:
+    """What D and G train on in every mode, cropped to one window.
+
+    x, y: real image (B,3,h,w) and its soft one-hot mask (B,K,h,w); z: generator noise (B,3,h,w).
+    up_fake, up_rec: the coarser generated / reconstructed image upsampled to (B,3,h,w);
+    None at the coarsest scale (up_rec also where the scale has no reconstruction term).
+    rec: whether this scale has a reconstruction term; z_rec: the noise of that pass (zeros
+    or the fixed z*), scaled; None means zeros.
+    """
+
+    x: Tensor
+    y: Tensor
+    z: Tensor
+    up_fake: Tensor | None
+    up_rec: Tensor | None
+    rec: bool = True
+    z_rec: Tensor | None = None
+
+
+@dataclass
+class SegmenterBatch:
+    """What S adds in joint and ssl mode, for the same crops.
+
+    labels: hard labels (B,h,w); z_s: segmenter noise. s_prev: coarser S logits on the real
+    image, syn_prev: on the coarser *generated* images, both upsampled (None at the coarsest
+    scale; syn_prev also before S sees synthetic pairs).
+    """
+
+    labels: Tensor
+    z_s: Tensor
+    s_prev: Tensor | None
+    syn_prev: Tensor | None
+
+
+@dataclass
+class UnlabeledBatch:
+    """ssl only: unlabelled crops u (B_u,3,h,w), their coarser S logits u_prev (None at the
+    coarsest scale), segmenter noise z_u and which pairs count as D positives (B_u,) bool."""
+
+    u: Tensor
+    u_prev: Tensor | None
+    z_u: Tensor
+    pseudo_mask: Tensor
+
+
+@dataclass
+class ScaleBatch:
+    """One step at scale n: the G/D part always, S's part in joint and ssl, unlabelled in ssl."""
+
+    gen: GeneratorBatch
+    seg: SegmenterBatch | None = None
+    unlabeled: UnlabeledBatch | None = None
+
+
+@dataclass
+class ScaleNets:
+    """The three players of scale n and their optimisers (S parts None in generate mode)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    segmenter: nn.Module | None = None
+    opt_s: torch.optim.Optimizer | None = None
+
+
+class ScaleStep:
+    """D, G, S updates of Algorithms 1-3 with the weights of a :class:`LossConfig`.
+
+    Args:
+        loss: loss weights and adversarial kind.
+        perceptual: VGG perceptual loss module, or None when no weights are configured.
+        autocast: context factory for mixed precision (a null context on the CPU).
+        d_steps: discriminator updates per step (each with a fresh augmentation).
+        augment: DiffAugment policies for every pair D sees.
+    """
+
+    def __init__(
+        self,
+        loss: LossConfig,
+        perceptual: nn.Module | None,
+        autocast: Callable[[], AbstractContextManager],
+        d_steps: int = 1,
+        augment: Sequence[str] = (),
+    ) -> None:
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        check_policies(augment)
+        self.loss = loss
+        self.perceptual = perceptual
+        self.autocast = autocast
+        self.d_steps = d_steps
+        self.augment = tuple(augment)
+
+    def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> dict[str, float]:
+        """One step: (1) forward G and S, (2) update D, (3) update G, (4) update S."""
+        g, s, u = b.gen, b.seg, b.unlabeled
+        # 1. forward passes whose outputs every player needs
+        with self.autocast():
+            fake = nets.generator(g.y, g.z, g.up_fake)  # (B, 3, h, w)
+            s_logits = nets.segmenter(g.x, s.s_prev, s.z_s) if nets.segmenter is not None and s is not None else None
+            u_logits = nets.segmenter(u.u, u.u_prev, u.z_u) if nets.segmenter is not None and u is not None else None
+        logs = {}
+        # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
+        for _ in range(self.d_steps):
+            logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
+        # 3. generator: adversarial + reconstruction + feature matching + perceptual
+        logs.update(self._generator_step(nets, g, fake))
+        # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
+        if s is not None and s_logits is not None:
+            logs.update(self._segmenter_step(nets, g, s, fake, s_logits, u, u_logits, use_synthetic))
+        return logs
+
+    # ---- players ----------------------------------------------------------------
+    def _disc(self, nets: ScaleNets, image: Tensor, mask: Tensor) -> losses.DiscOutput:
+        image, mask = diff_augment([image, mask], self.augment)
+        return nets.discriminator(image, mask)
+
+    def _discriminator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor, s_logits: Tensor | None,
+                            u: UnlabeledBatch | None, u_logits: Tensor | None) -> dict[str, float]:
+        kind = self.loss.adversarial
+        with self.autocast():
+            positives = [losses.adversarial(self._disc(nets, g.x, g.y), True, kind, True)]
+            negatives = [losses.adversarial(self._disc(nets, fake.detach(), g.y), False, kind, True)]
+            if s_logits is not None:
+                s_pair = F.softmax(s_logits.detach().float(), 1)
+                negatives.append(losses.adversarial(self._disc(nets, g.x, s_pair), False, kind, True))
+            if u_logits is not None and u is not None:
+                positives += self._pseudo_positives(nets, u, u_logits)
+                u_pair = F.softmax(u_logits.detach().float(), 1)
+                negatives.append(losses.adversarial(self._disc(nets, u.u, u_pair), False, kind, True))
+            loss_d = 0.5 * (torch.stack(positives).mean() + torch.stack(negatives).mean())
+        update(nets.opt_d, loss_d)
+        return {"d": loss_d.item()}
+
+    def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
+        """A random share of S-labelled unlabelled pairs counts as real (Li et al. 2019)."""
+        if not bool(u.pseudo_mask.any()):
+            return []
+        k = u_logits.shape[1]
+        pseudo = one_hot(u_logits.detach().argmax(1), k)[u.pseudo_mask]
+        out = self._disc(nets, u.u[u.pseudo_mask], pseudo)
+        return [losses.adversarial(out, True, self.loss.adversarial, True)]
+
+    def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> dict[str, float]:
+        w = self.loss
+        with self.autocast():
+            # one augmentation for both pairs: feature matching compares the same places
+            fake_a, real_a, y_a = diff_augment([fake, g.x, g.y], self.augment)
+            fake_out = nets.discriminator(fake_a, y_a)
+            with torch.no_grad():
+                real_out = nets.discriminator(real_a, y_a)
+            adv = losses.adversarial(fake_out, True, w.adversarial, False)
+            feat = losses.feature_matching(real_out, fake_out)
+            total = adv + w.feat * feat
+            logs = {"g_adv": adv.item(), "g_feat": feat.item()}
+            if g.rec:
+                z_rec = torch.zeros_like(g.z) if g.z_rec is None else g.z_rec  # fixed noise map (eq. 3)
+                rec_img = nets.generator(g.y, z_rec, g.up_rec)
+                rec = losses.reconstruction(rec_img.float(), g.x.float(), w.rec_downsample)
+                total = total + w.rec * rec
+                logs["g_rec"] = rec.item()
+            if self.perceptual is not None:
+                perc = self.perceptual(fake.float(), g.x.float())
+                total = total + w.perc * perc
+                logs["g_perc"] = perc.item()
+        update(nets.opt_g, total)
+        logs["g"] = total.item()
+        return logs
+
+    def _segmenter_step(self, nets: ScaleNets, g: GeneratorBatch, s: SegmenterBatch, fake: Tensor,
+                        s_logits: Tensor, u: UnlabeledBatch | None, u_logits: Tensor | None,
+                        use_synthetic: bool) -> dict[str, float]:
+        w = self.loss
+        assert nets.segmenter is not None and nets.opt_s is not None
+        with self.autocast():
+            ce = losses.cross_entropy(s_logits.float(), s.labels)
+            adv = losses.adversarial(self._disc(nets, g.x, F.softmax(s_logits.float(), 1)), True,
+                                     w.adversarial, False)
+            total = w.ce * ce + w.adv_s * adv
+            logs = {"s_ce": ce.item(), "s_adv": adv.item()}
+            if use_synthetic:
+                syn = nets.segmenter(fake.detach(), s.syn_prev, s.z_s)
+                ce_syn = losses.cross_entropy(syn.float(), s.labels)
+                total = total + w.ce_synthetic * ce_syn
+                logs["s_ce_syn"] = ce_syn.item()
+            if u_logits is not None and u is not None:
+                u_out = self._disc(nets, u.u, F.softmax(u_logits.float(), 1))
+                adv_u = losses.adversarial(u_out, True, w.adversarial, False)
+                total = total + w.adv_s * adv_u
+                logs["s_adv_u"] = adv_u.item()
+        update(nets.opt_s, total)
+        logs["s"] = total.item()
+        return logs
+
+
+def update(opt: torch.optim.Optimizer, loss: Tensor) -> float:
+    """Backward and step; a non-finite loss is an error (lower the learning rate)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}; lower the learning rates")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.item())

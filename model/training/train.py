@@ -1,0 +1,391 @@
+"""Coarse-to-fine training of the generator/segmenter/discriminator pyramid (Alg. 1-3).
+
+``train()`` does not know who runs it: the CLI passes a progress bar, the RQ job maps
+``on_progress``/``should_stop`` to ``job.meta`` and cancellation. Every finished scale
+and every ``checkpoint_every`` steps a resumable ``state.pt`` is written; ``resume=True``
+continues from it exactly (same scale, step, weights, optimiser state and RNG streams).
+
+Every finished scale is also a small serving file, ``scales/scale{n}.pt``, whose metadata
+says how many scales are trained; ``init_from`` starts a new run at the next unfinished
+scale of such a file (on another machine too). Each scale draws from random streams seeded
+by (seed, scale), so a run continued from a float32 partial file equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import report
+from model.checkpoint import atomic_save, load_scales, save_model
+from model.config import ModelConfig, TrainConfig, to_dict
+from model.device import resolve_device
+from model.nets.discriminator import PyramidDiscriminator
+from model.nets.generator import PyramidGenerator
+from model.nets.segmenter import PyramidSegmenter
+from model.training.batches import BatchMaker
+from model.training.data import Dataset, TileSampler, split_labeled
+from model.training.losses import load_perceptual
+from model.training.steps import ScaleNets, ScaleStep
+
+log = logging.getLogger("histosynth.train")
+
+
+@dataclass
+class Progress:
+    """What a caller sees after every step."""
+
+    scale: int
+    scale_rank: int
+    num_scales: int
+    step: int
+    steps_per_scale: int
+    done_steps: int
+    total_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path | None
+    stopped: bool
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    name: str,
+    resume: bool = False,
+    init_from: str | Path | None = None,
+    init_scales: int | None = None,
+    eval_images: list[np.ndarray] | None = None,
+    metadata: dict[str, Any] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Train every scale from coarse to fine and write the run directory.
+
+    Args:
+        dataset: labelled pairs (and unlabelled images for ``ssl``).
+        out_dir: run directory: config.json, metrics.jsonl, losses.png, samples/, state.pt, model.pt.
+        name: model name stored in the serving file.
+        resume: continue from ``out_dir/state.pt``; without it an existing state is an error.
+            An existing state takes precedence over ``init_from``.
+        init_from: a (partly) trained serving file of the same generator and segmenter
+            config: its trained scales are reused frozen and training starts at the next one.
+        init_scales: reuse only this many of its coarsest scales (default: all it trained).
+        eval_images: ``ssl`` + ``transductive``: evaluation images added to the unlabelled pool.
+        metadata: extra provenance stored in the serving file (command, preset, data source...).
+        on_progress: called after every step with a :class:`Progress`.
+        should_stop: polled every step; True checkpoints and returns ``stopped=True``.
+        progress_bar: show a tqdm bar with scale, step, losses and ETA.
+    """
+    out = Path(out_dir)
+    _check_inputs(model_cfg, train_cfg, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "state.pt"
+    if state_path.exists() and not resume:
+        raise ValueError(f"{out} already holds a training state; pass --resume or choose another output folder")
+    trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata or {})
+    if resume and state_path.exists():
+        trainer.load_state(state_path)
+    elif init_from is not None:
+        trainer.init_from(Path(init_from), init_scales)
+    return trainer.run(on_progress, should_stop, progress_bar)
+
+
+def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset) -> None:
+    if model_cfg.num_classes != dataset.classes.num_classes:
+        raise ValueError(
+            f"model has {model_cfg.num_classes} classes but the dataset's class table has "
+            f"{dataset.classes.num_classes}"
+        )
+    if train_cfg.tile_size % model_cfg.factor:
+        raise ValueError(f"tile_size {train_cfg.tile_size} must be a multiple of 2**(scales-1) = {model_cfg.factor}")
+    if train_cfg.crop_size % 8 or train_cfg.crop_size < 16:
+        raise ValueError(f"crop_size {train_cfg.crop_size} must be a multiple of 8 and at least 16")
+    if not dataset.images:
+        raise ValueError("the dataset has no labelled images")
+
+
+class Trainer:
+    """Holds the networks, samplers and counters of one run."""
+
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, dataset: Dataset, out: Path,
+                 name: str, eval_images: list[np.ndarray] | None, metadata: dict[str, Any]) -> None:
+        self.model_cfg, self.cfg, self.out, self.name = model_cfg, cfg, out, name
+        self.dataset, self.extra_metadata = dataset, metadata
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        # channels-last: oneDNN and cuDNN run these convolutions markedly faster
+        cl = torch.channels_last
+        self.generator = PyramidGenerator(model_cfg).to(self.device, memory_format=cl)
+        self.segmenter = PyramidSegmenter(model_cfg).to(self.device, memory_format=cl)
+        self.discriminator = PyramidDiscriminator(model_cfg).to(self.device, memory_format=cl)
+        self.perceptual = load_perceptual(cfg.perceptual_weights)
+        if self.perceptual is not None:
+            self.perceptual.to(self.device)
+        self.labeled, unlabeled = self._split(dataset, eval_images)
+        self.sampler = TileSampler(self.labeled.images, self.labeled.masks, cfg.tile_size,
+                                   cfg.tile_overlap, cfg.color_jitter, cfg.seed)
+        self.unlabeled_sampler = (
+            TileSampler(unlabeled, None, cfg.tile_size, cfg.tile_overlap, cfg.color_jitter, cfg.seed + 1)
+            if cfg.mode == "ssl" else None
+        )
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # noise, crops, pseudo-label choice
+        self.batches = BatchMaker(self)
+        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast, cfg.d_steps, cfg.augment)
+        self.rank, self.step, self.elapsed = 0, 0, 0.0
+        self.nets: ScaleNets | None = None
+        self.log = report.MetricsLog(out / "metrics.jsonl")
+
+    # ---- setup --------------------------------------------------------------------
+    def _split(self, dataset: Dataset, eval_images: list[np.ndarray] | None) -> tuple[Dataset, list[np.ndarray]]:
+        cfg = self.cfg
+        labeled, unlabeled = dataset, list(dataset.unlabeled)
+        if cfg.mode == "ssl" and cfg.labeled_fraction < 1.0:
+            labeled, unlabeled = split_labeled(dataset, cfg.labeled_fraction, cfg.seed)
+        if cfg.mode == "ssl" and cfg.transductive:
+            unlabeled += list(eval_images or [])
+        if cfg.mode == "ssl" and not unlabeled:
+            raise ValueError(
+                "ssl mode needs unlabelled images: add an unlabeled/ folder, set labeled_fraction < 1 "
+                "or use transductive with evaluation images"
+            )
+        return labeled, unlabeled
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @property
+    def num_scales(self) -> int:
+        return self.model_cfg.num_scales
+
+    @property
+    def total_steps(self) -> int:
+        return self.num_scales * self.cfg.steps_per_scale
+
+    def scale_of(self, rank: int) -> int:
+        return self.num_scales - 1 - rank
+
+    def _make_nets(self, n: int) -> ScaleNets:
+        """Optimisers for scale n only: finished scales are frozen and hold no optimiser state."""
+        cfg, joint = self.cfg, self.cfg.mode != "generate"
+        g, d, s = self.generator.scales[n], self.discriminator.scales[n], self.segmenter.scales[n]
+        for module in (g, d, s):
+            module.train()
+        return ScaleNets(
+            generator=g,
+            discriminator=d,
+            opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=cfg.betas),
+            opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=cfg.betas),
+            segmenter=s if joint else None,
+            opt_s=torch.optim.Adam(s.parameters(), lr=cfg.lr_s, betas=cfg.betas) if joint else None,
+        )
+
+    def _freeze(self, n: int) -> None:
+        for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
+            module.eval()
+            module.requires_grad_(False)
+        self.discriminator.scales[n].to("cpu")  # D_n is not needed at finer scales
+
+    # ---- the loop -----------------------------------------------------------------
+    def run(self, on_progress: Callable[[Progress], None] | None,
+            should_stop: Callable[[], bool] | None, progress_bar: bool) -> TrainResult:
+        self._write_config()
+        bar = self._bar(progress_bar)
+        started = time.perf_counter() - self.elapsed
+        start_done = self.rank * self.cfg.steps_per_scale + self.step
+        try:
+            while self.rank < self.num_scales:
+                n = self.scale_of(self.rank)
+                if self.nets is None:
+                    self._begin_scale(n)
+                while self.step < self.cfg.steps_per_scale:
+                    if should_stop is not None and should_stop():
+                        self.elapsed = time.perf_counter() - started
+                        self.save_state()
+                        log.info("stopped at scale %d step %d; state saved", n, self.step)
+                        return TrainResult(self.out, None, stopped=True)
+                    logs = self._one_step(n)
+                    self.elapsed = time.perf_counter() - started
+                    progress = self._progress(n, logs, start_done)
+                    self._report(progress, bar, on_progress)
+                    if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps_per_scale:
+                        self.save_state()
+                self._end_scale(n)
+        finally:
+            if bar is not None:
+                bar.close()
+        return TrainResult(self.out, self._export(), stopped=False)
+
+    def _begin_scale(self, n: int) -> None:
+        if self.step == 0:
+            self._seed_scale()
+            self.generator.noise_amp[n] = self.batches.noise_amplitude(n)
+        self.nets = self._make_nets(n)
+
+    def _seed_scale(self) -> None:
+        """Seed every random stream by (seed, scale): a scale's draws do not depend on how
+        the coarser scales were reached (trained here or read with ``init_from``)."""
+        key = self.cfg.seed * 1_000_003 + self.rank
+        torch.manual_seed(key)
+        self.gen.manual_seed(key)
+        self.sampler.reseed(key)
+        if self.unlabeled_sampler is not None:
+            self.unlabeled_sampler.reseed(key + 1)
+
+    def _one_step(self, n: int) -> dict[str, float]:
+        assert self.nets is not None
+        use_synthetic = self.cfg.mode != "generate" and self.step >= self.cfg.holdout_steps
+        batch = self.batches.make(n, use_synthetic)
+        logs = self.step_fn.run(self.nets, batch, use_synthetic)
+        self.step += 1
+        return logs
+
+    def _end_scale(self, n: int) -> None:
+        self._freeze(n)
+        self.nets = None
+        self._samples(n)
+        self.rank += 1
+        self.step = 0
+        self.save_state()
+        if self.rank < self.num_scales:  # a partial serving file: continue with init_from
+            save_model(self.out / "scales" / f"scale{n}.pt", self.generator, self.segmenter, self.model_cfg,
+                       self.dataset.classes, self._metadata())
+        report.plot_losses(self.log.read(), self.out / "losses.png")
+
+    # ---- reporting ----------------------------------------------------------------
+    def _progress(self, n: int, logs: dict[str, float], start_done: int) -> Progress:
+        done = self.rank * self.cfg.steps_per_scale + self.step
+        rate = (done - start_done) / max(self.elapsed, 1e-9) if done > start_done else 0.0
+        eta = (self.total_steps - done) / rate if rate > 0 else None
+        return Progress(n, self.rank, self.num_scales, self.step, self.cfg.steps_per_scale, done,
+                        self.total_steps, logs, eta, self.elapsed)
+
+    def _report(self, p: Progress, bar: Any, on_progress: Callable[[Progress], None] | None) -> None:
+        record = {"scale": p.scale, "rank": p.scale_rank, "step": p.step, "global_step": p.done_steps,
+                  "time_s": round(p.elapsed_s, 3)}
+        record.update({f"loss/{k}": round(v, 6) for k, v in p.losses.items()})
+        self.log.append(record)
+        if bar is not None:
+            bar.update(p.done_steps - bar.n)
+            bar.set_description(f"scale {p.scale} ({p.scale_rank + 1}/{p.num_scales}) step {p.step}")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in p.losses.items() if k in ("d", "g", "s", "g_rec")})
+        if on_progress is not None:
+            on_progress(p)
+
+    def _bar(self, enabled: bool) -> Any:
+        if not enabled:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.total_steps, initial=self.rank * self.cfg.steps_per_scale + self.step,
+                    unit="step", dynamic_ncols=True)
+
+    def _samples(self, n: int) -> None:
+        grid = self.batches.sample_grid(n)
+        report.save_png(grid, self.out / "samples" / f"scale{n}.png")
+
+    def _perceptual_note(self) -> str:
+        if self.perceptual is None:
+            return "off: no VGG19 weights file configured (perceptual_weights)"
+        return f"on: {self.cfg.perceptual_weights}"
+
+    def _write_config(self) -> None:
+        config = {"name": self.name, "model": to_dict(self.model_cfg), "train": to_dict(self.cfg),
+                  "classes": self.dataset.classes.to_dict(), "perceptual": self._perceptual_note(),
+                  "device": str(self.device), "metadata": self.extra_metadata}
+        (self.out / "config.json").write_text(json.dumps(config, indent=2))
+        if self.perceptual is None and self.rank == 0 and self.step == 0:
+            log.warning("perceptual loss %s", self._perceptual_note())
+
+    # ---- state ----------------------------------------------------------------------
+    def save_state(self) -> None:
+        state = {
+            "rank": self.rank, "step": self.step, "elapsed": self.elapsed,
+            "generator": self.generator.state_dict(), "segmenter": self.segmenter.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt": self._opt_states(),
+            "sampler": self.sampler.state_dict(),
+            "unlabeled_sampler": self.unlabeled_sampler.state_dict() if self.unlabeled_sampler else None,
+            "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        atomic_save(state, self.out / "state.pt")
+
+    def _opt_states(self) -> dict[str, Any] | None:
+        if self.nets is None:
+            return None
+        opts = {"g": self.nets.opt_g, "d": self.nets.opt_d, "s": self.nets.opt_s}
+        return {k: o.state_dict() for k, o in opts.items() if o is not None}
+
+    def load_state(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.generator.load_state_dict(state["generator"])
+        self.segmenter.load_state_dict(state["segmenter"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.rank, self.step, self.elapsed = state["rank"], state["step"], state["elapsed"]
+        for r in range(self.rank):
+            self._freeze(self.scale_of(r))
+        if self.rank < self.num_scales and (self.step > 0 or state["opt"] is not None):
+            self.nets = self._make_nets(self.scale_of(self.rank))
+            for key, opt in (("g", self.nets.opt_g), ("d", self.nets.opt_d), ("s", self.nets.opt_s)):
+                if opt is not None and state["opt"] and key in state["opt"]:
+                    opt.load_state_dict(state["opt"][key])
+        self.sampler.load_state_dict(state["sampler"])
+        if self.unlabeled_sampler is not None and state["unlabeled_sampler"] is not None:
+            self.unlabeled_sampler.load_state_dict(state["unlabeled_sampler"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
+
+    def init_from(self, path: Path, scales: int | None) -> None:
+        """Reuse the trained coarse scales of a serving file; training starts after them."""
+        scales = load_scales(path, self.generator, self.segmenter, self.model_cfg, self.dataset.classes, scales)
+        self.rank, self.step = scales, 0
+        for r in range(scales):
+            self._freeze(self.scale_of(r))
+        self.extra_metadata = {**self.extra_metadata, "init_from": {"file": str(path), "scales": scales}}
+        log.info("reusing the %d coarsest scale(s) of %s; training starts at scale %d",
+                 scales, path, self.scale_of(scales))
+
+    def _metadata(self) -> dict[str, Any]:
+        meta = {
+            "name": self.name, "mode": self.cfg.mode, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "train_config": to_dict(self.cfg), "steps_per_scale": self.cfg.steps_per_scale,
+            "total_steps": self.total_steps, "wall_time_s": round(self.elapsed, 1),
+            "device": str(self.device), "machine": platform.platform(), "torch": torch.__version__,
+            "perceptual": self._perceptual_note(), "has_segmenter": self.cfg.mode != "generate",
+            "dataset": {"root": self.dataset.root, "names": list(self.labeled.names),
+                        "classes": self.dataset.classes.name},
+            "scales_trained": self.rank,
+        }
+        meta.update(self.extra_metadata)
+        return meta
+
+    def _export(self) -> Path:
+        return save_model(self.out / "model.pt", self.generator, self.segmenter, self.model_cfg,
+                          self.dataset.classes, self._metadata())

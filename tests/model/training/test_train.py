@@ -1,0 +1,201 @@
+"""Training: every mode runs, nothing turns NaN, run dir complete, exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.checkpoint import read_payload
+from model.config import PRESETS, replace
+from model.training.data import load_dataset
+from model.training.train import Progress, train
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_dataset_dir: Path):
+    return load_dataset(synthetic_dataset_dir)
+
+
+def _cfgs(dataset, **train_changes):
+    return replace(TINY.model, num_classes=dataset.classes.num_classes), replace(TINY.train, **train_changes)
+
+
+@pytest.mark.parametrize(
+    "mode,extra",
+    [("generate", {}), ("joint", {}), ("ssl", {"labeled_fraction": 0.5})],
+)
+def test_each_mode_trains_without_nan(dataset, tmp_path: Path, mode: str, extra: dict) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, mode=mode, **extra)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name=f"t-{mode}")
+    assert not result.stopped and result.model_path and result.model_path.is_file()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == model_cfg.num_scales * train_cfg.steps_per_scale
+    losses = [v for r in records for k, v in r.items() if k.startswith("loss/")]
+    assert losses and all(math.isfinite(v) for v in losses)
+    has_s = any("loss/s_ce" in r for r in records)
+    assert has_s == (mode != "generate")
+    if mode == "ssl":
+        assert any("loss/s_adv_u" in r for r in records)
+    for n in range(model_cfg.num_scales):
+        assert (tmp_path / "samples" / f"scale{n}.png").is_file()
+    assert (tmp_path / "losses.png").is_file()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["perceptual"].startswith("off")
+    meta = read_payload(result.model_path)["metadata"]
+    assert meta["mode"] == mode and meta["has_segmenter"] == (mode != "generate")
+
+
+def test_noise_amplitudes_follow_reconstruction(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name="amp")
+    amp = read_payload(result.model_path)["generator"]["noise_amp"]
+    assert amp[-1] == pytest.approx(train_cfg.noise_amp_init)
+    assert all(0 < float(a) < 1 for a in amp[:-1])  # 0.1 x RMSE of images in [-1, 1]
+
+
+def test_resume_is_exact(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=3, checkpoint_every=2, holdout_steps=1)
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+
+    calls = {"n": 0}
+
+    def stop_after_five() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 6  # polled before each step: stop mid scale 1 after 5 steps
+
+    first = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_five)
+    assert first.stopped and first.model_path is None
+    resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
+    a, b = read_payload(straight.model_path), read_payload(resumed.model_path)
+    for part in ("generator", "segmenter"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs after resume"
+    lines_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lines_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_a]
+    assert strip == [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_b]
+
+
+def _same_weights(a_path: Path, b_path: Path) -> None:
+    a, b = read_payload(a_path), read_payload(b_path)
+    for part in ("generator", "segmenter"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs"
+
+
+def test_each_finished_scale_is_a_partial_serving_file(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name="p")
+    trained = {n: read_payload(tmp_path / "scales" / f"scale{n}.pt")["metadata"]["scales_trained"] for n in (2, 1)}
+    assert trained == {2: 1, 1: 2} and not (tmp_path / "scales" / "scale0.pt").exists()
+    assert read_payload(result.model_path)["metadata"]["scales_trained"] == 3
+
+
+@pytest.mark.parametrize("stop_scale", [2, 1])
+def test_init_from_continues_at_the_next_scale_and_equals_an_uninterrupted_run(
+        dataset, tmp_path: Path, stop_scale: int) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=3, holdout_steps=1, augment=("translation", "cutout"))
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    seen: list[Progress] = []
+    partial = tmp_path / "a" / "scales" / f"scale{stop_scale}.pt"
+    continued = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", init_from=partial,
+                      on_progress=seen.append)
+    assert seen[0].scale == stop_scale - 1 and seen[0].done_steps == (3 - stop_scale) * 3 + 1
+    _same_weights(straight.model_path, continued.model_path)
+    meta = read_payload(continued.model_path)["metadata"]
+    assert meta["init_from"]["scales"] == 3 - stop_scale and meta["scales_trained"] == 3
+
+
+def test_init_scales_reuses_fewer_scales(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    first = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    other = replace(train_cfg, steps_per_scale=3)
+    seen: list[Progress] = []
+    again = train(model_cfg, other, dataset, tmp_path / "b", name="a", init_from=first.model_path, init_scales=1,
+                  on_progress=seen.append)
+    assert [p.scale for p in seen] == [1, 1, 1, 0, 0, 0]
+    a, b = read_payload(first.model_path)["generator"], read_payload(again.model_path)["generator"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items() if k.startswith("scales.2."))
+    assert not torch.equal(a["scales.0.phi.2.weight"], b["scales.0.phi.2.weight"])
+
+
+@pytest.mark.parametrize(
+    "init_scales,message",
+    [(None, "fully trained"), (0, "reuse 1..3"), (4, "reuse 1..3")],
+)
+def test_init_from_errors(dataset, tmp_path: Path, init_scales: int | None, message: str) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=1)
+    done = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    with pytest.raises(ValueError, match=message):
+        train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path,
+              init_scales=init_scales)
+    wider = replace(model_cfg, **{"generator.base_width": 4})
+    with pytest.raises(ValueError, match="model config"):
+        train(wider, train_cfg, dataset, tmp_path / "c", name="a", init_from=done.model_path, init_scales=1)
+
+
+RECIPE_OPTIONS = {
+    "model": {"generator.norm": "none", "generator.mask_input": "concat", "generator.output": "tanh",
+              "discriminator.weight_norm": "spectral"},
+    "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
+              "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
+              "loss.rec_downsample": 2},
+}
+
+
+def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> None:
+    model_cfg = replace(_cfgs(dataset)[0], **RECIPE_OPTIONS["model"])
+    train_cfg = replace(_cfgs(dataset, steps_per_scale=3, checkpoint_every=2, holdout_steps=1)[1],
+                        **RECIPE_OPTIONS["train"])
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [("loss/g_rec" in r) for r in records] == [True] * 3 + [False] * 6  # coarsest scale only
+    calls = {"n": 0}
+
+    def stop_after_four() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 5
+
+    train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_four)
+    resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
+    _same_weights(straight.model_path, resumed.model_path)
+
+
+def test_existing_state_needs_resume(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    train(model_cfg, train_cfg, dataset, tmp_path, name="x", should_stop=lambda: True)
+    with pytest.raises(ValueError, match="--resume"):
+        train(model_cfg, train_cfg, dataset, tmp_path, name="x")
+
+
+def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    seen: list[Progress] = []
+    train(model_cfg, train_cfg, dataset, tmp_path, name="p", on_progress=seen.append)
+    assert [p.done_steps for p in seen] == list(range(1, 7))
+    assert [p.scale for p in seen] == [2, 2, 1, 1, 0, 0]
+    assert seen[-1].eta_s == pytest.approx(0.0, abs=1e-6) and "d" in seen[0].losses
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"num_classes": 5}, "classes"),
+        ({"tile_size": 62}, "multiple"),
+        ({"mode": "ssl"}, "unlabelled"),
+    ],
+)
+def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
+    model_cfg, train_cfg = _cfgs(dataset)
+    if "num_classes" in change:
+        model_cfg = replace(model_cfg, **change)
+    else:
+        train_cfg = replace(train_cfg, **change)
+    with pytest.raises(ValueError, match=message):
+        train(model_cfg, train_cfg, dataset, tmp_path, name="bad")
