@@ -177,3 +177,17 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
         generator.noise_amp[n] = payload["generator"]["noise_amp"][n].float()
     return scales
 
+
+def weights_sha256(path: str | Path) -> str:
+    """Hex sha256 of a serving file's networks (state dicts, config and classes), not of its
+    metadata: packaging an evaluation report into the file keeps this digest."""
+    payload = read_payload(path)
+    h = hashlib.sha256()
+    h.update(json.dumps({k: payload.get(k) for k in ("arch", "model_config", "classes")},
+                        sort_keys=True).encode())
+    for net in ("generator", "segmenter"):
+        for key, tensor in sorted(payload.get(net, {}).items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{net}.{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

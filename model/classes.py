@@ -20,6 +20,30 @@ import numpy as np
 
 MaskEncoding = Literal["auto", "values", "index", "color"]
 
+MAX_LISTED = 8
+"""Most unknown values or colours an error message lists (a 16-bit mask can have 65536)."""
+
+
+class UnknownMaskValuesError(ValueError):
+    """A mask holds values or colours outside the class table.
+
+    Args:
+        message: the error, listing at most ``MAX_LISTED`` of them.
+        unknown: all of them.
+    """
+
+    def __init__(self, message: str, unknown: list[Any]) -> None:
+        super().__init__(message)
+        self.shown = unknown[:MAX_LISTED]
+        self.count = len(unknown)
+
+
+def _listed(items: list[Any]) -> str:
+    """``[a, b, c]``, or ``[a, ..., h] and 92 more`` past ``MAX_LISTED`` items."""
+    shown = ", ".join(str(i) for i in items[:MAX_LISTED])
+    more = len(items) - MAX_LISTED
+    return f"[{shown}]" if more <= 0 else f"[{shown}, ...] and {more} more"
+
 
 @dataclass(frozen=True)
 class ClassInfo:
@@ -130,10 +154,9 @@ class ClassTable:
         lut = {v: i for i, c in enumerate(self.classes) for v in c.values}
         unknown = [int(v) for v in values if int(v) not in lut]
         if unknown:
-            allowed = sorted(lut)
-            raise ValueError(
-                f"mask has values {unknown} that are not in the class table {self.name!r} "
-                f"(allowed values: {allowed})"
+            raise UnknownMaskValuesError(
+                f"mask has values {_listed(unknown)} that are not in the class table "
+                f"{self.name!r} (allowed values: {sorted(lut)})", unknown,
             )
         mapped = np.array([lut[int(v)] for v in values], dtype=np.int64)
         return mapped[inverse].reshape(mask.shape)
@@ -160,10 +183,10 @@ class ClassTable:
         lut = {int(c): i for i, c in enumerate(pal_code)}
         unknown = [f"#{int(c):06x}" for c in codes if int(c) not in lut]
         if unknown:
-            shown = unknown[:8] + (["..."] if len(unknown) > 8 else [])
-            raise ValueError(
-                f"mask has colours {shown} that are not in the palette of {self.name!r} "
-                f"({', '.join(f'{c.name}={c.color}' for c in self.classes)})"
+            raise UnknownMaskValuesError(
+                f"mask has colours {_listed(unknown)} that are not in the palette of "
+                f"{self.name!r} ({', '.join(f'{c.name}={c.color}' for c in self.classes)})",
+                unknown,
             )
         mapped = np.array([lut[int(c)] for c in codes], dtype=np.int64)
         return mapped[inverse].reshape(code.shape)

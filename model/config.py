@@ -355,7 +355,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **flat)
 
 
-# ---- realism measures (issue 10) ---------------------------------------------------
+# ---- realism measures (model/evaluation/realism.py) ---------------------------------------------------
 @dataclass(frozen=True)
 class TwoSampleConfig:
     """The classifier two-sample test: a small CNN trained from scratch on 64 px patches.
@@ -396,3 +396,10 @@ class NucleiConfig:
     max_area: int = 800
     opening: int = 1
     threshold_subsample: int = 4
+
+    def at_downscale(self, factor: int) -> NucleiConfig:
+        """The same nuclei on images shrunk ``factor`` times: areas / factor**2, no opening."""
+        if factor == 1:
+            return self
+        return dataclasses.replace(self, min_area=max(1, round(self.min_area / factor**2)),
+                                   max_area=max(2, round(self.max_area / factor**2)), opening=0)

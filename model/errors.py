@@ -11,18 +11,30 @@ import logging
 import sys
 from collections.abc import Sequence
 
+
+class UnknownNameError(KeyError):
+    """Nothing of this name (a model, a job): the message names it and lists the known ones.
+
+    The one KeyError that is a user error. A bare KeyError is a missing dict key, a bug:
+    the CLI shows its traceback and a job that raises it is retried like any crash.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
     FileNotFoundError,
     NotADirectoryError,
     PermissionError,
-    KeyError,
+    UnknownNameError,
 )
 
 
 def user_message(exc: BaseException) -> str:
-    """The text to show for a user error (a KeyError's argument without its quotes)."""
-    return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    """The text to show for a user error."""
+    return str(exc)
 
 
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:

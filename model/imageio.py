@@ -18,6 +18,8 @@ Source = str | Path | bytes
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N", "RGB", "RGBA")
+_OTHER_COLOUR_SPACES = ("CMYK", "YCbCr", "LAB", "HSV")
+"""Image modes that a plain conversion would turn into wrong RGB colours (no colour profile)."""
 
 
 def _load_pil(src: Source, max_pixels: int | None, name: str | None) -> tuple[Image.Image, str]:
@@ -61,9 +63,15 @@ def read_image(src: Source, max_pixels: int | None = None, name: str | None = No
         name: how errors call the image (default: the path, or ``<bytes>``).
 
     Returns:
-        uint8 (H, W, 3). Grayscale becomes RGB; an alpha channel must be fully opaque.
+        uint8 (H, W, 3). Grayscale becomes RGB; an alpha channel must be fully opaque;
+        CMYK and other colour spaces are refused (a conversion without their colour
+        profile would change the stain colours).
     """
     im, name = _load_pil(src, max_pixels, name)
+    if im.mode in _OTHER_COLOUR_SPACES:
+        raise ValueError(
+            f"{name} is a {im.mode} image; convert it to RGB (with its colour profile) first"
+        )
     if im.mode.startswith("I;16"):
         gray = (np.array(im).astype(np.uint16) >> 8).astype(np.uint8)  # (H, W)
         return np.repeat(gray[..., None], 3, axis=2)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from model.checkpoint import file_sha256, load_model, save_model
+from model.checkpoint import file_sha256, load_model, save_model, weights_sha256
 
 
 def package(model: Path, out: Path, *, name: str | None = None, half: bool = True,
@@ -26,7 +26,8 @@ def package(model: Path, out: Path, *, name: str | None = None, half: bool = Tru
         model: serving file of a run (``model.pt``).
         out: where to write the packaged file.
         name: model name (default: the one stored).
-        evaluation: a ``histosynth evaluate`` report to store under ``evaluation``.
+        evaluation: a ``histosynth evaluate`` report to store under ``evaluation``; when it
+            records ``weights_sha256``, the packaged weights must have that digest.
         provenance: where the training data came from and under which terms.
     """
     m = load_model(model)
@@ -37,7 +38,14 @@ def package(model: Path, out: Path, *, name: str | None = None, half: bool = Tru
         meta["evaluation"] = evaluation
     if provenance:
         meta["data_provenance"] = provenance
-    return save_model(out, m.generator, m.segmenter, m.config, m.classes, meta, half=half)
+    path = save_model(out, m.generator, m.segmenter, m.config, m.classes, meta, half=half)
+    evaluated = (evaluation or {}).get("model", {}).get("weights_sha256")
+    if evaluated and evaluated != weights_sha256(path):
+        path.unlink()
+        raise ValueError(f"the evaluation report is of other weights ({evaluated[:12]}) than "
+                         f"{model} packaged {'in float16' if half else 'in float32'}; "
+                         "evaluate the packaged weights")
+    return path
 
 
 def max_pixel_difference(a: Path, b: Path, size: int = 512, seed: int = 0) -> float:

@@ -8,19 +8,22 @@ generation limiter. Redis is connected lazily on the first job request, so the A
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from service.auth import ApiKeyMiddleware, needs_key
+from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
 from service.routes import generate, health, jobs, models, segment
+from service.settings import ServiceSettings, get_settings
 from worker.models import ModelStore
-from worker.settings import Settings, get_settings
 
 log = logging.getLogger("histosynth.service")
 
@@ -30,14 +33,16 @@ GANs, segment images with the model's segmenter, and run bulk augmentation and t
 jobs on RQ workers.
 
 Every error has the shape `{"error": {"code", "message", "details"}}`. When the server
-sets `API_KEY`, every route but `/health` and `/ready` needs the `X-API-Key` header.
+sets `HISTOSYNTH_API_KEY`, every route but `/health`, `/ready` and this description
+(`/docs`, `/redoc`, `/openapi.json`) needs the `X-API-Key` header; it is checked before the
+request body is read.
 """
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load models once at start-up; close the Redis connection at shutdown."""
-    settings: Settings = app.state.settings
+    settings: ServiceSettings = app.state.settings
     registry = ModelRegistry(ModelStore(settings), settings.device, settings.default_model)
     try:
         await run_in_threadpool(registry.refresh)
@@ -55,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.redis.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the API.
 
     Args:
@@ -70,11 +75,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.openapi = _openapi_with_integer_bounds(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    for module in (generate, segment, models, jobs, health):
-        app.include_router(module.router)
+    # outermost: a request without a valid key is refused before any limit or body read
+    routers = [module.router for module in (generate, segment, models, jobs, health)]
+    keyed = [router for router in routers if needs_key(router, require_api_key)]
+    app.add_middleware(ApiKeyMiddleware, routers=keyed, api_key=settings.api_key)
+    for router in routers:
+        app.include_router(router)
+    # every route, flat (405/OPTIONS answers list the methods of all routes of a path)
+    app.state.api_routes = [*app.routes, *(route for r in routers for route in r.routes)]
     return app
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def integer_bounds(node: Any) -> Any:
+    """Write the bounds of integer schemas as integers (FastAPI's OpenAPI model holds
+    them as floats: ``"maximum": 2147483646.0``)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = int(value)
+        for value in node.values():
+            integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            integer_bounds(value)
+    return node
+
+
+def _openapi_with_integer_bounds(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = integer_bounds(build())
+        return app.openapi_schema
+
+    return openapi
 
 
 def _version() -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from model.report import Column, markdown_table
-from worker.settings import Settings, get_settings
+from service.settings import ServiceSettings, get_settings
 
 
 def register(bench_subparsers: Any) -> None:
@@ -84,8 +84,8 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
 
 
 def _choose_model(
-    stack: ExitStack, settings: Settings, model: str | None, *, started: bool
-) -> tuple[Settings, str]:
+    stack: ExitStack, settings: ServiceSettings, model: str | None, *, started: bool
+) -> tuple[ServiceSettings, str]:
     """The model to benchmark; a random-weight one in a temp store when the store is empty."""
     from worker.models import ModelStore
 
@@ -104,7 +104,7 @@ def _choose_model(
     }), "random-base"
 
 
-def _start_server(stack: ExitStack, settings: Settings) -> str:
+def _start_server(stack: ExitStack, settings: ServiceSettings) -> str:
     from service.server import BackgroundServer
 
     server = BackgroundServer(settings.model_copy(update={"host": "127.0.0.1", "api_key": None}))
@@ -112,7 +112,7 @@ def _start_server(stack: ExitStack, settings: Settings) -> str:
     return server.url
 
 
-def _mask_for(settings: Settings, model: str, size: int) -> np.ndarray:
+def _mask_for(settings: ServiceSettings, model: str, size: int) -> np.ndarray:
     """A (size, size) index mask of Voronoi regions over the model's classes."""
     from model.checkpoint import read_payload
     from worker.models import ModelStore
@@ -127,7 +127,7 @@ def _mask_for(settings: Settings, model: str, size: int) -> np.ndarray:
 
 
 def bench_direct(
-    settings: Settings, model: str, mask: np.ndarray, n: int, calls: int, warmup: int
+    settings: ServiceSettings, model: str, mask: np.ndarray, n: int, calls: int, warmup: int
 ) -> dict[str, Any]:
     """Sequential ``Pipeline.generate`` calls in this process (no HTTP, no PNG)."""
     from model.pipeline import load_pipeline

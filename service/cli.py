@@ -1,9 +1,11 @@
 """The installed ``histosynth`` command: model and worker subcommands, serve, bench serve.
 
 ``histosynth serve`` needs no configuration: without ``REDIS_URL`` it starts an embedded
-Redis-compatible server (valkey) under ``<data_root>/redis`` and one worker process, keeps
-job data under ``./data`` and models in ``./models`` (plus the bundled demo models), then
-serves the API with uvicorn. Ctrl-C or SIGTERM stops the server, then the worker and Redis.
+Redis-compatible server (valkey, with a generated password on a private unix socket,
+restarted when it dies) under ``<data_root>/redis`` and one worker process, keeps job data
+under ``./data`` and models in ``./data/models`` (plus the bundled demo models), then serves
+the API with uvicorn. Ctrl-C or SIGTERM stops the server, then the worker and Redis; when
+the server is killed outright, they get SIGTERM from the kernel (Linux).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from types import FrameType
 from typing import Any
 
 from model import cli as model_cli
+from service.settings import ServiceSettings, get_settings
 from worker import cli as worker_cli
-from worker.settings import Settings, get_settings
 
 log = logging.getLogger("histosynth.service")
 
@@ -103,21 +105,26 @@ def _stop_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _serve_settings(settings: Settings, args: argparse.Namespace) -> Settings:
+def _serve_settings(settings: ServiceSettings, args: argparse.Namespace) -> ServiceSettings:
     updates = {k: getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None}
     return settings.model_copy(update=updates) if updates else settings
 
 
-def _start_embedded(stack: ExitStack, settings: Settings, workers: int) -> Settings:
-    """Embedded valkey under ``data_root/redis`` and ``workers`` worker processes."""
-    from worker.embedded import start_redis, start_worker_process
+def _start_embedded(stack: ExitStack, settings: ServiceSettings, workers: int) -> ServiceSettings:
+    """Embedded valkey under ``data_root/redis`` (supervised) and ``workers`` worker processes.
 
-    redis = start_redis(settings.data_root / "redis")
-    stack.callback(redis.stop)
+    The password of this start reaches the API and the workers in ``redis_url`` only.
+    """
+    from worker.embedded import RedisSupervisor, start_redis, start_worker_process
+    from worker.storage import EMBEDDED_REDIS_FOLDER
+
+    redis = start_redis(settings.data_root / EMBEDDED_REDIS_FOLDER)
+    stack.callback(RedisSupervisor(redis).start().stop)
     settings = settings.model_copy(update={"redis_url": redis.url})
-    log.info("embedded Redis (valkey) at %s, data in %s", redis.url, redis.data_dir)
+    log.info("embedded Redis (valkey) on %s with a generated password, data in %s",
+             redis.socket_path, redis.data_dir)
     for _ in range(max(0, workers)):
-        proc = start_worker_process(list(JOB_QUEUES), settings)
+        proc = start_worker_process(list(JOB_QUEUES), settings, die_with_parent=True)
         stack.callback(_stop_process, proc)
         log.info("worker process %d on queues %s", proc.pid, ",".join(JOB_QUEUES))
     return settings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 import anyio
@@ -12,25 +11,27 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from model.pipeline import Pipeline
+from service.auth import key_error
 from service.errors import ApiError, redis_unavailable
 from service.registry import ModelLoadError, ModelRegistry, UnknownModelError
+from service.settings import ServiceSettings
 from worker import queue
-from worker.settings import Settings
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
-    description="Required on every route but /health when the server sets API_KEY.",
+    description="Required on every route but /health, /ready and the API docs when the "
+    "server sets HISTOSYNTH_API_KEY.",
 )
 
 
-def get_app_settings(request: Request) -> Settings:
+def get_app_settings(request: Request) -> ServiceSettings:
     """The settings the app was created with."""
-    settings: Settings = request.app.state.settings
+    settings: ServiceSettings = request.app.state.settings
     return settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_app_settings)]
 
 
 def get_registry(request: Request) -> ModelRegistry:
@@ -54,24 +55,20 @@ LimiterDep = Annotated[anyio.CapacityLimiter, Depends(get_limiter)]
 def require_api_key(
     settings: SettingsDep, key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
-    """401 unless ``X-API-Key`` matches ``settings.api_key`` (no check when it is unset)."""
-    expected = settings.api_key
-    if not expected:
-        return
-    if key is None or not secrets.compare_digest(key.encode(), expected.encode()):
-        reason = "missing" if key is None else "wrong"
-        raise ApiError(
-            401,
-            "unauthorized",
-            f"{reason} API key: send it in the X-API-Key header",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
+    """401 unless ``X-API-Key`` matches ``settings.api_key`` (no check when it is unset).
+
+    Routes that depend on this are also checked by ``service.auth.ApiKeyMiddleware`` before
+    their body is read; this dependency puts the key into the OpenAPI spec.
+    """
+    err = key_error(settings.api_key, key)
+    if err is not None:
+        raise err
 
 
 def connect_redis(request: Request) -> redis.Redis:
     """The app's Redis connection, opened on first use (the API starts without Redis)."""
     state = request.app.state
-    settings: Settings = state.settings
+    settings: ServiceSettings = state.settings
     if state.redis is None:
         if not settings.redis_url:
             raise ApiError(

@@ -11,15 +11,17 @@ Every error response body is::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 log = logging.getLogger("histosynth.service")
 
@@ -74,6 +76,14 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
+def validation_error(field: str, message: str, kind: str) -> ApiError:
+    """A 422 in the shape of FastAPI's own: ``details`` lists the field."""
+    return ApiError(
+        422, "validation_error", f"invalid request: {field}: {message}",
+        [{"field": field, "message": message, "type": kind}],
+    )
+
+
 def redis_unavailable(exc: Exception | None = None) -> ApiError:
     """503 for job routes when the job queue (Redis) cannot be reached."""
     reason = f": {exc}" if exc else ""
@@ -90,13 +100,42 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        return _method_not_allowed(request)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}; see /docs"
     return error_response(exc.status_code, code, message, None, exc.headers)
+
+
+def _method_not_allowed(request: Request) -> Response:
+    """OPTIONS: 204 with ``Allow``; any other method: 405 naming the allowed ones.
+
+    Starlette's own 405 names the methods of the first route matching the path only, and
+    ``GET /jobs/{id}`` and ``DELETE /jobs/{id}`` are two routes.
+    """
+    allowed = allowed_methods(request.app.state.api_routes, request.scope)
+    headers = {"Allow": ", ".join(allowed)}
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=headers)
+    return error_response(
+        405, "method_not_allowed",
+        f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}",
+        {"allowed": allowed}, headers,
+    )
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves on the scope's path (OPTIONS included)."""
+    methods = {"OPTIONS"}
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -21,6 +21,7 @@ def too_large(limit: int) -> ApiError:
         f"request body is larger than the limit of {limit} bytes ({limit / 2**20:.1f} MiB); "
         "send a smaller file or raise MAX_UPLOAD_BYTES",
         {"max_upload_bytes": limit},
+        headers={"Connection": "close"},  # hang up instead of reading the rest of the body
     )
 
 
@@ -43,8 +44,9 @@ class BodyLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             err = too_large(self.max_bytes)
-            response = error_response(err.status_code, err.code, err.message, err.details)
-            response.headers["Connection"] = "close"
+            response = error_response(
+                err.status_code, err.code, err.message, err.details, err.headers
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, self._counting(receive), send)

@@ -18,7 +18,7 @@ OutputFormat = Literal["png", "zip", "json"]
 SegmentFormat = Literal["index", "values", "color"]
 """``index``: 8-bit class indices; ``values``: raw dataset values; ``color``: RGB palette."""
 
-MAX_SEED = PIPELINE_MAX_SEED
+MAX_SEED = PIPELINE_MAX_SEED - 1
 """Largest accepted seed (variant i uses seed + i, which must stay <= this)."""
 
 MAX_NOISE = 10.0

@@ -11,7 +11,7 @@ from typing import Self
 import uvicorn
 
 from service.app import create_app
-from worker.settings import Settings
+from service.settings import ServiceSettings
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -31,7 +31,7 @@ class BackgroundServer:
     """
 
     def __init__(
-        self, settings: Settings, port: int | None = None, log_level: str = "warning"
+        self, settings: ServiceSettings, port: int | None = None, log_level: str = "warning"
     ) -> None:
         self.settings = settings
         self.host = settings.host

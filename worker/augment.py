@@ -33,7 +33,7 @@ from model.augmentation import (
 from worker.models import ModelStore
 from worker.schemas import AugmentJobRequest
 from worker.settings import Settings
-from worker.storage import LocalStorage, Storage, open_storage
+from worker.storage import Storage, check_output_location, open_storage
 
 if TYPE_CHECKING:
     from model.pipeline import Pipeline
@@ -60,7 +60,10 @@ def source_location(source: str, settings: Settings, metadata: dict[str, Any], t
         return open_storage(source, settings, trusted=trusted)
     root = (metadata.get("dataset") or {}).get("root")
     if root and Path(root).is_dir():
-        return LocalStorage(Path(root))  # recorded by the training run: an operator location
+        try:  # recorded by the training run; a request may use it only under the data root
+            return open_storage(str(root), settings, trusted=trusted)
+        except ValueError as exc:
+            raise ValueError(f"source 'training' (the model's dataset): {exc}") from None
     uri = metadata.get("dataset_uri")
     if uri:
         return open_storage(str(uri), settings, trusted=trusted)
@@ -173,5 +176,7 @@ def run_augment(
         name = pipe.name
     source = source_location(req.source, settings, pipe.metadata, trusted)
     out = open_storage(req.output, settings, trusted=trusted)
+    if not trusted:
+        check_output_location(out, settings)
     pairs = plan_pairs(list_masks(source), TRANSFORMS[req.transforms], req.variants_per_mask, job_seed)
     return Augmenter(pipe, name, source, out, req, settings.max_pixels).run(pairs, report, should_stop)

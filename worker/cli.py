@@ -48,7 +48,7 @@ def run_worker(args: argparse.Namespace) -> int:
     """Work on the queues until stopped (or until they are empty with ``--burst``)."""
     from rq import Queue
 
-    from worker.queue import connect
+    from worker.queue import connect, redact_url
     from worker.runtime import QUEUES, InlineJobWorker, JobWorker
 
     settings = get_settings()
@@ -62,7 +62,7 @@ def run_worker(args: argparse.Namespace) -> int:
     try:
         conn.ping()
     except Exception as exc:
-        raise ValueError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+        raise ValueError(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}") from None
     if args.check:
         return check_worker(conn)
     worker_class: type = JobWorker
@@ -70,7 +70,8 @@ def run_worker(args: argparse.Namespace) -> int:
         worker_class = InlineJobWorker
     _log_device(settings)
     worker = worker_class([Queue(n, connection=conn) for n in names], connection=conn)
-    log.info("%s on queues %s (Redis %s)", worker_class.__name__, ",".join(names), settings.redis_url)
+    log.info("%s on queues %s (Redis %s)", worker_class.__name__, ",".join(names),
+             redact_url(settings.redis_url))
     worker.work(burst=args.burst, logging_level=settings.log_level)
     return 0
 

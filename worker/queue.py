@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any, cast, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
@@ -26,6 +27,7 @@ from rq.registry import (
 )
 from rq.results import Result
 
+from model.errors import UnknownNameError
 from worker.runtime import QUEUES, cancel_requested, request_cancel
 from worker.schemas import AugmentJobRequest, JobInfo, JobStatus, TrainJobRequest
 from worker.settings import Settings, get_settings
@@ -42,6 +44,18 @@ def connect(settings: Settings | None = None) -> Redis:
     retry = RedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     return Redis.from_url(settings.redis_url, socket_connect_timeout=5, health_check_interval=30,
                           retry=retry)
+
+
+def redact_url(url: str | None) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and messages)."""
+    if not url:
+        return "(not set)"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def enqueue_train(conn: Redis, req: TrainJobRequest, settings: Settings | None = None) -> JobInfo:
@@ -82,11 +96,12 @@ def _enqueue(
 
 
 def fetch(conn: Redis, job_id: str) -> Job:
-    """The RQ job; KeyError when it does not exist (or has expired)."""
+    """The RQ job; UnknownNameError when it does not exist (or has expired) or the id is
+    malformed."""
     try:
         return Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        raise KeyError(f"unknown job {job_id!r}") from None
+    except (NoSuchJobError, ValueError):  # RQ: ValueError for ids with '.', ' ', '*'...
+        raise UnknownNameError(f"unknown job {job_id!r}") from None
 
 
 def get_job(conn: Redis, job_id: str) -> JobInfo:

@@ -16,6 +16,7 @@ checkpoints and stops; augmentation stops between pairs).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from types import TracebackType
 from typing import Any
@@ -155,8 +156,32 @@ class _LeaseMixin:
         super().teardown()  # type: ignore[misc]
 
 
+class _PasswordFromEnvironment(str):
+    """A Redis password whose ``repr`` is code that reads it from the environment.
+
+    RQ's SpawnWorker writes the connection's keyword arguments with ``repr`` into the work
+    horse's ``python -c`` command line, which every local user can read (``ps``). With this
+    the command line holds ``os.environ[...]`` instead, and the horse, spawned with our
+    environment, reads the password from there.
+    """
+
+    def __repr__(self) -> str:
+        return f"__import__('os').environ[{PASSWORD_ENV!r}]"
+
+
+PASSWORD_ENV = "HISTOSYNTH_WORK_HORSE_REDIS_PASSWORD"
+
+
 class JobWorker(_LeaseMixin, SpawnWorker):
     """Runs each job in a freshly spawned process (no fork: safe with torch threads, CUDA)."""
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        kwargs = self.connection.connection_pool.connection_kwargs
+        password = kwargs.get("password")
+        if password and not isinstance(password, _PasswordFromEnvironment):
+            os.environ[PASSWORD_ENV] = password  # RQ spawns the horse with os.environ
+            kwargs["password"] = _PasswordFromEnvironment(password)  # same value
+        super().fork_work_horse(job, queue)
 
 
 class InlineJobWorker(_LeaseMixin, SimpleWorker):

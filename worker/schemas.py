@@ -15,6 +15,12 @@ JobStatus = Literal[
 ]
 Transforms = Literal["none", "flips", "rotations", "all"]
 
+MAX_LOCATION = 1024
+"""Longest location URI (S3 keys have at most 1024 bytes)."""
+
+MAX_JOB_SEED = 2**53 - 1
+"""Largest job seed: the largest integer every JSON client (JavaScript too) holds exactly."""
+
 
 class TrainJobRequest(BaseModel):
     """Train a model on a dataset and publish it to the model store.
@@ -27,7 +33,9 @@ class TrainJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(..., description="dataset folder under the data root or s3://bucket/prefix/")
+    dataset: str = Field(
+        ..., max_length=MAX_LOCATION, description="dataset folder under the data root or s3://bucket/prefix/"
+    )
     name: str = Field(..., description="name the model is published under")
     classes: dict[str, Any] | None = Field(
         None, description="class table (classes.json content) overriding the dataset's own"
@@ -39,7 +47,7 @@ class TrainJobRequest(BaseModel):
     steps_per_scale: int | None = Field(
         None, ge=1, le=1_000_000, description="optimisation steps per scale (preset default)"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_JOB_SEED)
 
     @field_validator("name")
     @classmethod
@@ -60,11 +68,19 @@ class AugmentJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(..., description="s3://bucket/prefix/, a local folder, or 'training'")
-    output: str = Field(..., description="s3://bucket/prefix/ or a local folder under the data root")
+    source: str = Field(
+        ..., max_length=MAX_LOCATION, description="s3://bucket/prefix/, a local folder, or 'training'"
+    )
+    output: str = Field(
+        ..., max_length=MAX_LOCATION,
+        description="s3://bucket/prefix/ or a new folder under the data root (not the root itself, "
+        "nor its reserved folders redis, .cache, runs, nor the model store)",
+    )
     model: str | None = Field(None, description="model name (default: the default model)")
     variants_per_mask: int = Field(1, ge=1, le=256)
-    seed: int | None = Field(None, ge=0, lt=2**63, description="job seed (random when absent)")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_JOB_SEED, description="job seed (random when absent)"
+    )
     noise: float = Field(1.0, ge=0.0, le=10.0)
     relabel: dict[str, str] | None = Field(
         None, description="replace classes by name before generating, e.g. {'low_grade': 'high_grade'}"

@@ -1,13 +1,16 @@
-"""The one settings class of HistoSynth (service and workers).
+"""Settings of the workers, and the base that the HTTP service's settings extend.
 
-Every environment variable the product reads is a field here (and a line in
-``.env.example``). Values come from the environment, then a ``.env`` file in the working
+Every environment variable the product reads is a field of :class:`Settings` (shared by the
+API and the workers: queue, S3, storage, models, jobs), :class:`WorkerSettings` (the
+worker process only) or ``service.settings.ServiceSettings`` (the HTTP side), and a line in
+``.env.example``. Values come from the environment, then a ``.env`` file in the working
 directory, then the defaults below. External services keep their conventional names
 (``REDIS_URL``, ``S3_*``); everything else is ``HISTOSYNTH_<FIELD>``.
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,8 +37,18 @@ def _env(field: str) -> Any:
     return AliasChoices(_PLAIN_ENV[field], f"HISTOSYNTH_{field.upper()}")
 
 
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (``redis_url`` -> ``REDIS_URL``)."""
+    return _PLAIN_ENV.get(field, f"HISTOSYNTH_{field.upper()}")
+
+
+def empty_is_none(value: Any) -> Any:
+    """``S3_ENDPOINT_URL=`` in a .env file means "not set"."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class Settings(BaseSettings):
-    """Configuration from the environment (see ``.env.example`` for every variable).
+    """What the API and the workers both read (see ``.env.example`` for every variable).
 
     Args:
         redis_url: Redis for the job queues; None = ``histosynth serve`` starts an embedded one.
@@ -49,16 +62,9 @@ class Settings(BaseSettings):
             ``file://`` URI or ``s3://bucket/prefix``.
         bundled_models: folder of demo models shipped with the code (``<name>.pt``).
         default_model: model used when a request names none.
-        api_key: when set, every route but the probes (/health, /ready) needs ``X-API-Key``.
-        max_upload_bytes: largest accepted upload.
-        max_pixels: largest accepted image or mask (height x width), a decompression-bomb guard.
-        min_mask_side: smallest accepted mask side in pixels.
-        max_variants: most variants per generate request.
-        generate_concurrency: generate/segment calls that run at once; the rest wait.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
-        host: address ``histosynth serve`` listens on.
-        port: port ``histosynth serve`` listens on.
-        worker_class: ``spawn`` (a fresh process per job) or ``simple`` (in the worker process).
+        max_pixels: largest accepted image or mask (height x width), a decompression-bomb
+            guard for uploads and for the masks an augmentation job reads.
         train_job_timeout: seconds a training job may run before RQ kills it.
         augment_job_timeout: seconds an augmentation job may run.
         job_retries: automatic retries after a failure or a dead worker.
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
         env_prefix="HISTOSYNTH_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    redis_url: str | None = Field(default=None, validation_alias=_env("redis_url"))
+    redis_url: str | None = Field(default=None, validation_alias=_env("redis_url"), repr=False)
     s3_endpoint_url: str | None = Field(default=None, validation_alias=_env("s3_endpoint_url"))
     s3_access_key_id: str | None = Field(default=None, validation_alias=_env("s3_access_key_id"))
     s3_secret_access_key: str | None = Field(
@@ -85,16 +91,8 @@ class Settings(BaseSettings):
     model_store: str = "./models"
     bundled_models: Path = REPO_MODELS
     default_model: str = "prostate-gleason"
-    api_key: str | None = Field(default=None, repr=False)
-    max_upload_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(default=4096 * 4096, gt=0)
-    min_mask_side: int = Field(default=32, gt=0)
-    max_variants: int = Field(default=16, gt=0)
-    generate_concurrency: int = Field(default=2, gt=0)
     device: str = "auto"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    worker_class: Literal["spawn", "simple"] = "spawn"
+    max_pixels: int = Field(default=4096 * 4096, gt=0)
     train_job_timeout: int = Field(default=48 * 3600, gt=0)
     augment_job_timeout: int = Field(default=12 * 3600, gt=0)
     job_retries: int = Field(default=2, ge=0)
@@ -110,20 +108,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                import json
-
                 return json.loads(text)
             return [b.strip() for b in text.split(",") if b.strip()]
         return value
 
     @field_validator(
-        "redis_url", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "api_key",
-        mode="before",
+        "redis_url", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"
     )
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
-        """``S3_ENDPOINT_URL=`` in a .env file means "not set"."""
-        return None if isinstance(value, str) and not value.strip() else value
+        return empty_is_none(value)
 
     @field_validator("device")
     @classmethod
@@ -136,18 +130,34 @@ class Settings(BaseSettings):
         return self.data_root / ".cache"
 
     def to_env(self) -> dict[str, str]:
-        """These settings as environment variables (for worker subprocesses)."""
+        """Every field of these settings as environment variables."""
+        return self._env_of(type(self).model_fields)
+
+    def shared_env(self) -> dict[str, str]:
+        """Only the shared fields (of :class:`Settings`) as environment variables: what a
+        worker subprocess is handed (never the API key)."""
+        return self._env_of(Settings.model_fields)
+
+    def _env_of(self, names: Any) -> dict[str, str]:
         env: dict[str, str] = {}
-        for name in type(self).model_fields:
+        for name in names:
             value = getattr(self, name)
-            if value is None:
-                continue
-            key = _PLAIN_ENV.get(name, f"HISTOSYNTH_{name.upper()}")
-            env[key] = ",".join(value) if isinstance(value, list) else str(value)
+            if value is not None:
+                env[env_name(name)] = ",".join(value) if isinstance(value, list) else str(value)
         return env
 
 
+class WorkerSettings(Settings):
+    """The worker process's settings: the shared ones plus how jobs are run.
+
+    Args:
+        worker_class: ``spawn`` (a fresh process per job) or ``simple`` (in the worker process).
+    """
+
+    worker_class: Literal["spawn", "simple"] = "spawn"
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, read once (``get_settings.cache_clear()`` to reread)."""
-    return Settings()
+def get_settings() -> WorkerSettings:
+    """The worker's settings, read once (``get_settings.cache_clear()`` to reread)."""
+    return WorkerSettings()

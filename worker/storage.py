@@ -23,6 +23,15 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 
 from worker.settings import Settings
 
+EMBEDDED_REDIS_FOLDER = "redis"
+"""Folder of the data root where ``histosynth serve`` keeps its embedded Redis."""
+
+RESERVED_FOLDERS = (EMBEDDED_REDIS_FOLDER, ".cache", "runs")
+"""Folders of the data root that the service keeps: no job may write into them."""
+
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (bytes) of common file systems."""
+
 
 class StorageError(ValueError):
     """A storage backend could not be reached or refused the request."""
@@ -265,6 +274,12 @@ def local_path_of(uri: str) -> Path:
 def resolve_local(uri: str, base: Path, *, trusted: bool = False) -> Path:
     """Resolve a local location: relative paths against ``base``; must stay under ``base``."""
     raw = local_path_of(uri)
+    long = [part for part in raw.parts if len(part.encode()) > MAX_NAME_BYTES]
+    if long:
+        raise ValueError(
+            f"path {uri[:80]!r}... has a folder name of {len(long[0].encode())} bytes; "
+            f"names may have at most {MAX_NAME_BYTES}"
+        )
     if not trusted and ".." in raw.parts:
         raise ValueError(f"path {uri!r} contains '..'; give a location under {base.resolve()}")
     path = (raw if raw.is_absolute() else base / raw).resolve()
@@ -298,6 +313,40 @@ def open_storage(
         return S3Storage(s3_client(settings), bucket, prefix, endpoint)
     base = root if root is not None else settings.data_root
     return LocalStorage(resolve_local(uri, base, trusted=trusted))
+
+
+def check_output_location(storage: Storage, settings: Settings) -> None:
+    """ValueError unless a job may write into ``storage``.
+
+    Not the data root itself, nor its folders that the service keeps (``RESERVED_FOLDERS``:
+    the embedded Redis, caches, training runs), nor the model store.
+    """
+    store = open_storage(settings.model_store, settings, trusted=True)
+    if _inside(storage, store):
+        raise ValueError(f"{storage.uri} is (in) the model store {store.uri}; write elsewhere")
+    if not isinstance(storage, LocalStorage):
+        return
+    root = settings.data_root.resolve()
+    if storage.root == root:
+        raise ValueError(f"{storage.uri} is the data root itself; name a folder under it")
+    for name in RESERVED_FOLDERS:
+        if storage.root.is_relative_to(root / name):
+            reserved = ", ".join(RESERVED_FOLDERS)
+            raise ValueError(
+                f"{storage.uri} is in {name}/, a folder the service keeps; the data root's "
+                f"reserved folders ({reserved}) are not allowed as job outputs"
+            )
+
+
+def _inside(storage: Storage, parent: Storage) -> bool:
+    """Whether ``storage`` is ``parent`` or lies under it (an S3 bucket root holds all)."""
+    if isinstance(storage, LocalStorage) and isinstance(parent, LocalStorage):
+        return storage.root.is_relative_to(parent.root)
+    if isinstance(storage, S3Storage) and isinstance(parent, S3Storage):
+        return storage.bucket == parent.bucket and (
+            storage.prefix.startswith(parent.prefix) or parent.prefix.startswith(storage.prefix)
+        )
+    return False
 
 
 def copy_tree(src: Storage, dest: Path, prefix: str = "") -> list[Path]:

@@ -222,3 +222,26 @@ def baseline_preset(arch: str, name: str) -> BaselinePreset:
     return BASELINE_PRESETS[name][arch]
 
 
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The independent reference segmenter that judges mask consistency in ``evaluate``.
+
+    A baseline segmenter (not the model's own S_0, which sees G's output while training),
+    trained by :func:`model.baselines.train.train_baseline` on the real training tiles only,
+    shrunk by ``downscale`` (glands, not nuclei, decide the classes; a 1024 crop becomes 256).
+
+    Args:
+        arch: a segmentation baseline (``fcdensenet`` or ``fcdensenet-pyramid``).
+        preset: ``BASELINE_PRESETS`` key of its networks and optimiser.
+        downscale: training tiles and judged images are shrunk by this factor first.
+        tile_size: training tile side after the downscale.
+        steps: optimisation steps (per scale for the pyramid).
+        seed: seeds the tiles and the network.
+    """
+
+    arch: str = "fcdensenet"
+    preset: str = "small-ssl"
+    downscale: int = 4
+    tile_size: int = 64
+    steps: int = 600
+    seed: int = 0

@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _optional_registrations() -> list[Callable[[Any], None]]:
     from model import bench, package
-    from model.cli import experiments
-    from model.evaluation import evaluate, figures
+    from model.cli import evaluate, experiments
+    from model.evaluation import figures
 
     return [evaluate.register, bench.register, experiments.register, figures.register, package.register]
 

@@ -10,30 +10,42 @@ different noise. The report holds, each beside a real-data reference where one e
 - ``diversity``: MS-SSIM between variants of one mask and between variants and the real crop;
 - ``manipulation`` (with ``relabel``): class shares that the segmenter finds in images
   generated from relabelled masks (paper Fig. 4c);
-- ``fid``: FID/KID generated vs real (and training vs held-out) under a named extractor.
+- ``fid``: FID/KID generated vs real (and training vs held-out) under a named extractor;
+- ``two_sample``: a small CNN trained from scratch tells generated from real 64 px patches
+  (scored on image halves it did not train on), beside the same test between the real training
+  and held-out crops (the real-vs-real floor); 0.5 = indistinguishable;
+- ``nuclei``: nuclei by colour deconvolution (count per megapixel, mean area), generated / real
+  overall and per class region, beside training / held-out real (the floor);
+- ``independent_judge``: mask consistency judged by a reference segmenter trained only on the
+  real training tiles (never the model's own S_0): mIoU on generated / on the real crops.
+
+``targets`` holds issue 10's acceptance targets beside the numbers.
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.arguments import csv_list, resolve_model
+from model.config import NucleiConfig, TwoSampleConfig
 from model.evaluation import metrics as M
+from model.evaluation.realism_report import (
+    TARGETS,
+    fmt,
+    nuclei_section,
+    realism_lines,
+    two_sample_section,
+)
 
 if TYPE_CHECKING:
     from model.pipeline import Pipeline
     from model.training.data import Dataset
 
 Images = list[np.ndarray]
-
 
 # ---- selection and crops -------------------------------------------------------------------
 
@@ -60,8 +72,15 @@ def _indices(dataset: Dataset, names: Sequence[str], what: str) -> list[int]:
     return [dataset.names.index(n) for n in names]
 
 
-def _split(dataset: Dataset, holdout: Sequence[str], train_names: Sequence[str] | None
-           ) -> tuple[list[int], list[int]]:
+def split_names(dataset: Dataset, holdout: Sequence[str], train_names: Sequence[str] | None
+                ) -> tuple[list[int], list[int]]:
+    """Indices of the held-out and the training images; ValueError naming unknown or shared names.
+
+    Args:
+        dataset: the labelled data.
+        holdout: held-out names.
+        train_names: training names (None: every other image).
+    """
     if not holdout:
         raise ValueError("evaluate needs at least one held-out image name")
     held = _indices(dataset, holdout, "held-out")
@@ -130,6 +149,19 @@ def _consistency(judge: Any, generated: list[Images], real: Images, masks: Image
         ref = M.mask_consistency(judge.segment, real, masks, len(names), names)
     return {"segmenter": judge.name, "generated": gen, "real": ref,
             "ratio_miou": _ratio(gen["miou"], ref["miou"])}
+
+
+def _independent(judge: Any, pipeline: Pipeline, generated: list[Images], real: Images,
+                 masks: Images, names: list[str]) -> dict[str, Any]:
+    if judge is None:
+        return {"skipped": "no independent judge (histosynth evaluate --judge train)"}
+    if judge.sha256 == pipeline.sha256:
+        raise ValueError("the independent judge must not be the evaluated model itself")
+    if list(judge.classes.names) != names:
+        raise ValueError(f"the judge's classes {judge.classes.names} differ from the data's {names}")
+    out = _consistency(judge, generated, real, masks, names, None)
+    describe = getattr(judge, "describe", None)
+    return {**out, "judge": describe() if describe else {"name": judge.name, "sha256": judge.sha256}}
 
 
 def _realism(generated: Images, real: Images, train: Images, seed: int) -> dict[str, Any]:
@@ -227,6 +259,9 @@ def evaluate(
     segmenter: Pipeline | None = None,
     relabel: dict[str, str] | None = None,
     extractor: M.FeatureExtractor | None = None,
+    judge: Any | None = None,
+    two_sample: TwoSampleConfig | None = TwoSampleConfig(),  # noqa: B008 (frozen)
+    nuclei: NucleiConfig | None = NucleiConfig(),  # noqa: B008 (frozen)
 ) -> dict[str, Any]:
     """Evaluate generation and segmentation on held-out tiles (see the module docstring).
 
@@ -242,6 +277,11 @@ def evaluate(
             (default: ``pipeline`` itself, i.e. its S_0).
         relabel: class renaming for the manipulation test, e.g. ``{"low_grade": "high_grade"}``.
         extractor: FID/KID features (default: :class:`model.evaluation.metrics.RandomConvExtractor`).
+        judge: the independent reference segmenter (``segment``, ``name``, ``sha256``,
+            ``classes``; e.g. :class:`model.baselines.judge.Judge`), never ``pipeline``
+            itself; None skips ``independent_judge``.
+        two_sample: the classifier two-sample test's budget; None skips it.
+        nuclei: the nucleus size range; None skips the nuclei statistics.
 
     Returns:
         A JSON-ready dict (non-finite numbers become None).
@@ -251,17 +291,18 @@ def evaluate(
     _check_classes(dataset, model=pipeline, segmenter=segmenter)
     for name in [*(relabel or {}), *(relabel or {}).values()]:
         dataset.classes.index_of(name)  # ValueError naming the classes
-    held, train = _split(dataset, holdout, train_names)
+    held, train = split_names(dataset, holdout, train_names)
     names = list(dataset.classes.names)
     real = [center_crop(dataset.images[i], crop) for i in held]
     masks = [center_crop(dataset.masks[i], crop) for i in held]
     train_real = [center_crop(dataset.images[i], crop) for i in train]
+    train_masks = [center_crop(dataset.masks[i], crop) for i in train]
     generated = _generate(pipeline, masks, variants, seed)
     flat = [im for group in generated for im in group]
-    judge = segmenter if segmenter is not None else pipeline
+    seg_judge = segmenter if segmenter is not None else pipeline
     seg = _segmentation(pipeline, real, masks, names)
-    consistency = _consistency(judge, generated, real, masks, names,
-                               seg if judge is pipeline else None)
+    consistency = _consistency(seg_judge, generated, real, masks, names,
+                               seg if seg_judge is pipeline else None)
     report = {
         "model": {"name": pipeline.name, "sha256": pipeline.sha256},
         "setup": {"holdout": [dataset.names[i] for i in held],
@@ -272,9 +313,15 @@ def evaluate(
         "mask_consistency": consistency,
         "realism": _realism(flat, real, train_real, seed),
         "diversity": _diversity(generated, real, [dataset.names[i] for i in held]),
-        "manipulation": (_manipulation(pipeline, judge, masks, consistency, relabel, variants,
+        "manipulation": (_manipulation(pipeline, seg_judge, masks, consistency, relabel, variants,
                                        seed, dataset.classes) if relabel else None),
         "fid": _fid(extractor or M.RandomConvExtractor(), flat, real, train_real, seed),
+        "two_sample": (two_sample_section(two_sample, flat, real, train_real, seed) if two_sample
+                       else {"skipped": "not requested"}),
+        "nuclei": (nuclei_section(nuclei, generated, masks, real, train_real, train_masks, names)
+                   if nuclei else {"skipped": "not requested"}),
+        "independent_judge": _independent(judge, pipeline, generated, real, masks, names),
+        "targets": TARGETS,
     }
     return to_jsonable(report)
 
@@ -299,13 +346,9 @@ def to_jsonable(obj: Any) -> Any:
 # ---- table -------------------------------------------------------------------------------
 
 
-def _f(value: Any, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _scores_line(scores: dict[str, Any]) -> str:
-    per_class = "  ".join(f"J_{k} {_f(v)}" for k, v in scores["jaccard"].items())
-    return f"mIoU {_f(scores['miou'])}  OPA {_f(scores['opa'])}  SMA {_f(scores['sma'])}  {per_class}"
+    per_class = "  ".join(f"J_{k} {fmt(v)}" for k, v in scores["jaccard"].items())
+    return f"mIoU {fmt(scores['miou'])}  OPA {fmt(scores['opa'])}  SMA {fmt(scores['sma'])}  {per_class}"
 
 
 def _section_lines(r: dict[str, Any]) -> list[str]:
@@ -315,24 +358,24 @@ def _section_lines(r: dict[str, Any]) -> list[str]:
     lines.append("  " + (seg.get("skipped") or _scores_line(seg)))
     if "objects" in seg:
         o = seg["objects"]
-        lines.append(f"  object F1 {_f(o['object_f1'])}  object Dice {_f(o['object_dice'])}  "
-                     f"object Hausdorff {_f(o['object_hausdorff'], 1)}")
+        lines.append(f"  object F1 {fmt(o['object_f1'])}  object Dice {fmt(o['object_dice'])}  "
+                     f"object Hausdorff {fmt(o['object_hausdorff'], 1)}")
     if "skipped" in mc:
         lines.append(f"mask consistency: {mc['skipped']}")
     else:
         lines += [f"mask consistency (segmenter {mc['segmenter']}):",
                   f"  generated  {_scores_line(mc['generated'])}",
                   f"  real       {_scores_line(mc['real'])}",
-                  f"  ratio of mIoU generated/real {_f(mc['ratio_miou'])}"]
+                  f"  ratio of mIoU generated/real {fmt(mc['ratio_miou'])}"]
     base = real["swd_train_vs_real"]
     lines.append(f"realism (SWD x1e3, lower is better): generated vs real "
-                 f"{_f(real['swd_generated_vs_real']['mean'], 1)}  train vs real "
-                 f"{_f(base['mean'] if base else None, 1)}  ratio {_f(real['ratio'], 2)}")
-    lines.append(f"diversity (MS-SSIM): between variants {_f(div['pairwise_ms_ssim'])}  "
-                 f"variants to real {_f(div['to_real_ms_ssim'])}")
+                 f"{fmt(real['swd_generated_vs_real']['mean'], 1)}  train vs real "
+                 f"{fmt(base['mean'] if base else None, 1)}  ratio {fmt(real['ratio'], 2)}")
+    lines.append(f"diversity (MS-SSIM): between variants {fmt(div['pairwise_ms_ssim'])}  "
+                 f"variants to real {fmt(div['to_real_ms_ssim'])}")
     lines.append(f"FID/KID ({fid['extractor']}; {fid['n_generated']} generated, {fid['n_real']} real): "
-                 f"FID {_f(fid['fid'], 2)} (train vs real {_f(fid['fid_train_vs_real'], 2)})  "
-                 f"KID {_f(fid['kid'], 4)} (train vs real {_f(fid['kid_train_vs_real'], 4)})")
+                 f"FID {fmt(fid['fid'], 2)} (train vs real {fmt(fid['fid_train_vs_real'], 2)})  "
+                 f"KID {fmt(fid['kid'], 4)} (train vs real {fmt(fid['kid_train_vs_real'], 4)})")
     return lines
 
 
@@ -345,7 +388,7 @@ def format_table(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [f"model {report['model']['name']} (sha256 {str(report['model']['sha256'])[:12]})",
              f"held out: {', '.join(s['holdout'])}  crop {s['crop']}  variants {s['variants']}  "
-             f"seed {s['seed']}", *_section_lines(report)]
+             f"seed {s['seed']}", *_section_lines(report), *realism_lines(report)]
     man = report.get("manipulation")
     if man and "skipped" in man:
         lines.append(f"manipulation: {man['skipped']}")
@@ -354,74 +397,6 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"manipulation {mapping} (class shares found by {man['segmenter']}):")
         for key in ("mask_shares", "relabelled_mask_shares", "generated_shares",
                     "relabelled_generated_shares"):
-            shares = "  ".join(f"{k} {_f(v)}" for k, v in man[key].items())
+            shares = "  ".join(f"{k} {fmt(v)}" for k, v in man[key].items())
             lines.append(f"  {key:<28} {shares}")
     return "\n".join(lines)
-
-
-# ---- command line ------------------------------------------------------------------------
-
-
-def _mapping(text: str) -> dict[str, str]:
-    out = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        a, sep, b = item.partition("=")
-        if not sep or not a or not b:
-            raise argparse.ArgumentTypeError(f"--relabel takes from=to[,from=to], got {text!r}")
-        out[a.strip()] = b.strip()
-    return out
-
-
-def register(subparsers: Any) -> None:
-    """Add the ``evaluate`` subcommand.
-
-    Args:
-        subparsers: the object ``ArgumentParser.add_subparsers`` returned.
-    """
-    p = subparsers.add_parser("evaluate", help="evaluate a model on held-out tiles",
-                              description="Mask consistency, realism (SWD), diversity (MS-SSIM), "
-                                          "segmentation and FID/KID on held-out tiles.")
-    p.add_argument("--model", required=True, help="serving file or bundled model name")
-    p.add_argument("--data", required=True, help="dataset folder: images/, masks/")
-    p.add_argument("--classes", help="class table JSON (default: the model's class table)")
-    p.add_argument("--layout", choices=["folder", "glas"], default="folder")
-    p.add_argument("--holdout", type=csv_list, required=True, help="held-out image stems, e.g. test10,test106")
-    p.add_argument("--variants", type=int, default=8, help="generated images per held-out mask")
-    p.add_argument("--crop", type=int, default=1024, help="centre-crop side; 0 = whole tiles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--segmenter", help="model whose segmenter judges mask consistency (default: --model)")
-    p.add_argument("--relabel", type=_mapping, help="class renaming, e.g. low_grade=high_grade")
-    p.add_argument("--inception", help="local TorchScript Inception-v3 file for FID/KID "
-                                       "(default: random-conv features, reported as randconv-v1)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--out", help="write the full report as JSON here")
-    p.set_defaults(func=cmd_evaluate)
-
-
-def _load_pipeline(name_or_path: str, device: str) -> Pipeline:
-    from model.pipeline import load_pipeline
-
-    return load_pipeline(resolve_model(name_or_path), device)
-
-
-def _load_dataset(root: str, classes: Any, layout: str) -> Dataset:
-    from model.training.data import load_dataset
-
-    return load_dataset(root, classes, layout=layout)  # type: ignore[arg-type]
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run :func:`evaluate` from parsed arguments; print a table, optionally write JSON."""
-    pipe = _load_pipeline(args.model, args.device)
-    judge = _load_pipeline(args.segmenter, args.device) if args.segmenter else None
-    dataset = _load_dataset(args.data, args.classes or pipe.classes, args.layout)
-    report = evaluate(pipe, dataset, holdout=args.holdout, variants=args.variants,
-                      crop=args.crop or None, seed=args.seed, segmenter=judge,
-                      relabel=args.relabel, extractor=M.make_extractor(args.inception))
-    print(format_table(report))
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
-        print(f"report: {out}")
-    return 0

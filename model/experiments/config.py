@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from model.baselines.config import SMALL_SSL_SEGMENTER
-from model.config import PRESETS, DiscriminatorConfig, ModelConfig, Preset, TrainConfig
+from model.config import (
+    PRESETS,
+    DiscriminatorConfig,
+    ModelConfig,
+    Preset,
+    TrainConfig,
+    TwoSampleConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,7 @@ class ExperimentBudget:
         variants: generation: images generated per held-out crop.
         fractions: ssl: labelled fractions.
         seeds: ssl: runs per fraction (``--seeds`` overrides).
+        two_sample: generation: the classifier two-sample test's budget.
     """
 
     ours: Preset
@@ -32,13 +40,15 @@ class ExperimentBudget:
     variants: int = 8
     fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
     seeds: int = 5
+    two_sample: TwoSampleConfig = field(default_factory=TwoSampleConfig)
 
 
 _TOY = ExperimentBudget(
     ours=Preset(PRESETS["tiny"].model, dataclasses.replace(
         PRESETS["tiny"].train, tile_size=32, tile_overlap=8, crop_size=16, steps_per_scale=2,
         holdout_steps=1)),
-    baselines="tiny", holdout=1, crop=32, variants=2, fractions=(0.4, 0.8), seeds=1)
+    baselines="tiny", holdout=1, crop=32, variants=2, fractions=(0.4, 0.8), seeds=1,
+    two_sample=TwoSampleConfig(patch=16, steps=10, batch_size=8, width=4, test_stride=16))
 _SMALL_OURS = ModelConfig(num_scales=4, discriminator=DiscriminatorConfig(32, 128, num_views=2))
 _SMALL_TRAIN = TrainConfig(tile_size=128, tile_overlap=32, crop_size=128, batch_sizes=(8, 6, 4, 4),
                            steps_per_scale=250, holdout_steps=120, checkpoint_every=100,

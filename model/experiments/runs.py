@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from model.baselines.config import baseline_preset
-from model.config import replace
+from model.config import NucleiConfig, replace
 from model.evaluation import metrics as M
 from model.evaluation.evaluate import evaluate, to_jsonable
 from model.experiments import tables
@@ -138,7 +138,7 @@ def _wall_time(pipe: Any) -> float | None:
 
 def run_generation(setup: Setup) -> dict[str, Any]:
     """Train the generators and the judge, evaluate each on held-out crops (see module doc)."""
-    runs = setup.out / "runs" / "generation"
+    runs = setup.runs_dir
     setup.log("judge: m-FC-DenseNet + pyramid on the real training pairs")
     judge = _load(
         train_method(setup, Method("judge", "fcdensenet-pyramid"), runs / "judge"), setup.device
@@ -160,6 +160,8 @@ def run_generation(setup: Setup) -> dict[str, Any]:
             seed=0,
             segmenter=judge,
             extractor=setup.extractor,
+            two_sample=setup.budget.two_sample,
+            nuclei=NucleiConfig().at_downscale(setup.budget.downscale),
         )
         rows.append(tables.generation_row(method.label, report, _wall_time(pipe)))
     return {
@@ -191,7 +193,7 @@ def segmentation_report(
 
 def run_supervised(setup: Setup) -> dict[str, Any]:
     """Train the segmenters on every training pair, score them on the held-out images."""
-    runs = setup.out / "runs" / "supervised"
+    runs = setup.runs_dir
     images, masks = setup.held
     names = list(setup.dataset.classes.names)
     rows = []
@@ -210,7 +212,7 @@ def run_supervised(setup: Setup) -> dict[str, Any]:
 
 def run_ssl(setup: Setup, seeds: int) -> dict[str, Any]:
     """Every method at every labelled fraction and seed; scores per run and their spread."""
-    runs = setup.out / "runs" / "ssl"
+    runs = setup.runs_dir
     images, masks = setup.held
     names = list(setup.dataset.classes.names)
     per_run: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,18 @@ class Setup:
     perceptual_weights: str | None
     extractor: M.FeatureExtractor
     log: Callable[[str], None]
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where this experiment's models are trained and reused from.
+
+        The folder names the budget and the held-out tiles (a digest of their names), so a
+        rerun with another budget or hold-out trains anew instead of reusing models that
+        saw other data or had another training length.
+        """
+        digest = hashlib.sha256("\n".join(sorted(self.holdout)).encode()).hexdigest()[:10]
+        key = f"{self.budget_name}-holdout{len(self.holdout)}-{digest}"
+        return self.out / "runs" / self.name / key
 
     @property
     def held(self) -> tuple[list[np.ndarray], list[np.ndarray]]:

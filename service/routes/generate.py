@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from model.classes import MaskEncoding
+from model.classes import MaskEncoding, UnknownMaskValuesError
 from model.pipeline import Pipeline
 from service.deps import LimiterDep, RegistryDep, SettingsDep, require_api_key, resolve_model
-from service.errors import ApiError, error_responses
+from service.errors import ApiError, error_responses, validation_error
 from service.media import (
     build_images,
     build_zip,
@@ -96,6 +96,7 @@ async def generate(
     Variant ``i`` uses seed ``seed + i``: sending its seed with ``n=1`` reproduces it.
     """
     fmt = _resolve_format(format, n, settings.max_variants)
+    _check_seed(seed, n)
     data = await read_upload(mask, settings.max_upload_bytes, "mask")
     name = model or settings.default_model
     pipeline = await resolve_model(registry, name)
@@ -108,15 +109,18 @@ async def generate(
     return _respond(result, fmt)
 
 
+def _check_seed(seed: int | None, n: int) -> None:
+    """The last variant's seed (``seed + n - 1``) must stay within ``MAX_SEED``."""
+    if seed is not None and seed + n - 1 > MAX_SEED:
+        raise validation_error(
+            "seed", f"with n={n} variants must be at most {MAX_SEED - n + 1}, got {seed}",
+            "less_than_equal",
+        )
+
+
 def _resolve_format(fmt: OutputFormat | None, n: int, max_variants: int) -> OutputFormat:
     if n > max_variants:
-        raise ApiError(
-            422,
-            "validation_error",
-            f"invalid request: n: must be at most {max_variants}, got {n}",
-            [{"field": "n", "message": f"must be at most {max_variants}",
-              "type": "less_than_equal"}],
-        )
+        raise validation_error("n", f"must be at most {max_variants}, got {n}", "less_than_equal")
     if fmt is None:
         return "png" if n == 1 else "zip"
     if fmt == "png" and n > 1:
@@ -139,8 +143,8 @@ def run_generation(
         gen = pipeline.generate(
             index, n=params.n, seed=params.seed, noise=params.noise, encoding="index"
         )
-    except ValueError as exc:  # n, seed or noise out of the pipeline's range
-        raise ApiError(422, "validation_error", f"invalid request: {exc}") from None
+    except ValueError as exc:  # a combination of fields the pipeline refuses
+        raise validation_error("request", str(exc), "value_error") from None
     info = GenerationInfo(
         model=name, model_sha256=pipeline.sha256, seed=gen.seed,
         noise=params.noise, width=int(index.shape[1]), height=int(index.shape[0]),
@@ -159,9 +163,10 @@ def decode_classes(
             {"index": i, "name": c.name, "values": list(c.values), "color": c.color}
             for i, c in enumerate(pipeline.classes.classes)
         ]
-        raise ApiError(
-            400, "invalid_mask", str(exc), {"model": name, "classes": classes}
-        ) from None
+        details: dict[str, Any] = {"model": name, "classes": classes}
+        if isinstance(exc, UnknownMaskValuesError):
+            details |= {"unknown_values": exc.shown, "unknown_count": exc.count}
+        raise ApiError(400, "invalid_mask", str(exc), details) from None
 
 
 def _headers(info: GenerationInfo, seeds: list[int]) -> dict[str, str]:

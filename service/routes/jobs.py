@@ -7,23 +7,37 @@ Redis unreachable: 503 (``redis_unavailable``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, status
+from fastapi import Path as PathParam
 
 from service.deps import RedisDep, RegistryDep, SettingsDep, lookup_model, require_api_key
 from service.errors import ApiError, error_responses
 from worker import queue
+from worker.augment import source_location
 from worker.schemas import AugmentJobRequest, JobInfo, TrainJobRequest
 from worker.settings import Settings
-from worker.storage import LocalStorage, Storage, open_storage
+from worker.storage import LocalStorage, Storage, check_output_location, open_storage
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 
 TRAINING_SOURCE = "training"
 """``source`` value meaning the masks of the dataset the model was trained on."""
 
-_FORBIDDEN_HINTS = ("not allowed", "outside the data root", "contains '..'", "leaves")
+_FORBIDDEN_HINTS = (
+    "not allowed", "outside the data root", "contains '..'", "leaves", "data root itself",
+    "model store",
+)
+T = TypeVar("T")
+
+JobId = Annotated[
+    str,
+    PathParam(pattern=r"^[A-Za-z0-9_-]+$", max_length=128,
+              description="Job id as returned on submission (letters, digits, '_', '-')."),
+]
 _DONE = ("finished", "failed")
 
 
@@ -38,8 +52,11 @@ def submit_augment(
     name = req.model or settings.default_model
     pipeline = lookup_model(registry, name)
     _check_relabel(req.relabel, pipeline.classes.names)
-    open_location(req.output, settings, "output")
-    if req.source != TRAINING_SOURCE:
+    _checked(check_output_location, open_location(req.output, settings, "output"), settings,
+             field="output")
+    if req.source == TRAINING_SOURCE:
+        _checked(source_location, req.source, settings, pipeline.metadata, False, field="source")
+    else:
         _must_exist(open_location(req.source, settings, "source"), "source", req.source)
     return queue.enqueue_augment(conn, req.model_copy(update={"model": name}), settings)
 
@@ -66,7 +83,7 @@ def list_jobs(conn: RedisDep) -> list[JobInfo]:
     "/{job_id}", response_model=JobInfo, responses=error_responses(401, 404, 422, 503),
     summary="Job status",
 )
-def get_job(job_id: str, conn: RedisDep) -> JobInfo:
+def get_job(job_id: JobId, conn: RedisDep) -> JobInfo:
     """Status, progress (scale, step, losses, ETA), result and error of one job."""
     return _fetch(conn, job_id)
 
@@ -75,7 +92,7 @@ def get_job(job_id: str, conn: RedisDep) -> JobInfo:
     "/{job_id}", response_model=JobInfo, responses=error_responses(401, 404, 409, 422, 503),
     summary="Cancel a job",
 )
-def cancel_job(job_id: str, conn: RedisDep, settings: SettingsDep) -> JobInfo:
+def cancel_job(job_id: JobId, conn: RedisDep, settings: SettingsDep) -> JobInfo:
     """A queued job never runs; a running training job checkpoints and stops."""
     info = _fetch(conn, job_id)
     if info.status in _DONE:
@@ -95,8 +112,13 @@ def _fetch(conn: RedisDep, job_id: str) -> JobInfo:
 
 def open_location(uri: str, settings: Settings, field: str) -> Storage:
     """Open a job's input/output location: 403 outside allowed buckets / data root, 400 if bad."""
+    return _checked(open_storage, uri, settings, field=field)
+
+
+def _checked(check: Callable[..., T], *args: Any, field: str) -> T:
+    """``check(*args)``, its ValueError a 403 (location not allowed) or 400 naming ``field``."""
     try:
-        return open_storage(uri, settings)
+        return check(*args)
     except ValueError as exc:
         message = f"{field}: {exc}"
         if any(hint in str(exc) for hint in _FORBIDDEN_HINTS):

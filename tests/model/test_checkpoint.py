@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import file_sha256, load_model, read_payload, save_model
+from model.checkpoint import file_sha256, load_model, read_payload, save_model, weights_sha256
 from model.pipeline import load_pipeline
 
 
@@ -82,3 +82,19 @@ def test_package_stores_evaluation_and_provenance(tiny_model_path: Path, tmp_pat
     assert meta["evaluation"] == {"realism": {"ratio": 1.2}} and meta["data_provenance"] == "made in a test"
     assert meta["source_sha256"] == file_sha256(tiny_model_path)
     assert "largest pixel difference" in capsys.readouterr().out
+
+
+def test_weights_digest_survives_packaging_and_guards_the_report(tiny_model_path: Path,
+                                                                  tmp_path: Path) -> None:
+    """An evaluation of the float16 file may be packaged into it: the weights digest matches;
+    a report of other weights (float32 here) is refused and no file is left behind."""
+    from model.package import package
+
+    first = package(tiny_model_path, tmp_path / "a.pt")
+    report = {"model": {"weights_sha256": weights_sha256(first)}}
+    second = package(tiny_model_path, tmp_path / "b.pt", evaluation=report)
+    assert file_sha256(first) != file_sha256(second)  # the metadata differs
+    assert weights_sha256(first) == weights_sha256(second)
+    with pytest.raises(ValueError, match="other weights"):
+        package(tiny_model_path, tmp_path / "c.pt", half=False, evaluation=report)
+    assert not (tmp_path / "c.pt").exists()

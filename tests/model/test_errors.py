@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from model.errors import USER_ERRORS, run, user_message
+from model.errors import USER_ERRORS, UnknownNameError, run, user_message
 
 
 def _parser(exc: BaseException) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def _parser(exc: BaseException) -> argparse.ArgumentParser:
 @pytest.mark.parametrize("exc, shown", [
     (ValueError("bad noise"), "bad noise"),
     (FileNotFoundError("no file x.png"), "no file x.png"),
-    (KeyError("unknown class 'x'"), "unknown class 'x'"),
+    (UnknownNameError("unknown model 'x'; available models: a"), "unknown model 'x'; available models: a"),
     (PermissionError("read-only out/"), "read-only out/"),
 ])
 def test_user_errors_are_one_line(exc: Exception, shown: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,6 +32,14 @@ def test_user_errors_are_one_line(exc: Exception, shown: str, capsys: pytest.Cap
     assert capsys.readouterr().err == f"histosynth: error: {shown}\n"
 
 
-def test_other_errors_are_not_swallowed() -> None:
-    with pytest.raises(RuntimeError):
-        run(_parser(RuntimeError("a bug")), [])
+@pytest.mark.parametrize("exc", [RuntimeError("a bug"), KeyError("missing_dict_key")])
+def test_other_errors_are_not_swallowed(exc: Exception) -> None:
+    """A bare KeyError is a missing dict key, a bug: it shows as one (and jobs retry it)."""
+    assert not isinstance(exc, USER_ERRORS)
+    with pytest.raises(type(exc)):
+        run(_parser(exc), [])
+
+
+def test_unknown_name_error_reads_without_quotes() -> None:
+    exc = UnknownNameError("unknown job 'x'")
+    assert isinstance(exc, KeyError) and str(exc) == "unknown job 'x'"

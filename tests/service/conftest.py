@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -18,7 +20,7 @@ import pytest
 from PIL import Image
 
 from service.server import BackgroundServer, free_port
-from worker.settings import Settings
+from service.settings import ServiceSettings
 
 MODEL = "tiny"
 API_KEY = "test-secret"
@@ -31,7 +33,7 @@ LIMITS = {
 }
 
 
-def make_settings(root: Path, model_path: Path, **overrides: Any) -> Settings:
+def make_settings(root: Path, model_path: Path, **overrides: Any) -> ServiceSettings:
     """Test settings: store ``root/models`` with the tiny model, data root ``root/data``."""
     store = root / "models"
     store.mkdir(parents=True, exist_ok=True)
@@ -47,7 +49,7 @@ def make_settings(root: Path, model_path: Path, **overrides: Any) -> Settings:
         **LIMITS,
         **overrides,
     }
-    return Settings(**values)
+    return ServiceSettings(**values)
 
 
 class LiveServer(BackgroundServer):
@@ -124,3 +126,28 @@ def assert_error(response: httpx.Response, status: int, code: str, *needles: str
     for needle in needles:
         assert needle in body["error"]["message"], (needle, body["error"]["message"])
     return body["error"]
+
+
+# ---- raw HTTP (to see what the server does before a client has sent the whole body) ----
+def raw_connect(server: LiveServer) -> socket.socket:
+    url = urlsplit(server.url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return sock
+
+
+def raw_head(path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_until_closed(sock: socket.socket, timeout_s: float) -> bytes:
+    """What the server sent until it closed the connection (or ``timeout_s`` passed)."""
+    sock.settimeout(timeout_s)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return data

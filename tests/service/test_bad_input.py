@@ -147,3 +147,49 @@ def test_job_routes_503_when_redis_is_down_but_generate_works(client: httpx.Clie
     r = client.post("/jobs/augment", json={"source": "training", "output": "out"})
     assert_error(r, 503, "redis_unavailable")
     assert generate(client).status_code == 200
+
+
+def test_many_unknown_mask_values_give_a_short_error(client: httpx.Client) -> None:
+    """A 16-bit mask with thousands of distinct values: a capped list and how many more."""
+    values = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) + 100
+    buf = io.BytesIO()
+    Image.fromarray(values.astype(np.int32)).convert("I;16").save(buf, format="PNG")
+    r = generate(client, buf.getvalue())
+    err = assert_error(r, 400, "invalid_mask", "[100, 101,", "4088 more")
+    assert len(r.content) < 4000, len(r.content)
+    assert len(err["details"]["unknown_values"]) <= 8 and err["details"]["unknown_count"] == 4096
+
+
+def test_seed_bounds_in_the_schema_are_what_is_accepted(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    form = spec["components"]["schemas"]["Body_generate_generate_post"]["properties"]["seed"]
+    maximum = next(s["maximum"] for s in form["anyOf"] if "maximum" in s)
+    r = generate(client, seed=maximum)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-histosynth-seed"] == str(maximum)
+    err = assert_error(generate(client, seed=maximum + 1), 422, "validation_error", "seed")
+    assert err["details"] and err["details"][0]["field"] == "seed"
+    # n variants use seeds seed..seed+n-1: all must stay within the maximum
+    err = assert_error(generate(client, seed=maximum, n=2, format="zip"), 422,
+                       "validation_error", "seed")
+    assert err["details"][0]["field"] == "seed"
+    augment = spec["components"]["schemas"]["AugmentJobRequest"]["properties"]["seed"]
+    bound = next(s["maximum"] for s in augment["anyOf"] if "maximum" in s)
+    assert isinstance(maximum, int) and isinstance(bound, int) and bound == 2**53 - 1
+
+
+def test_cmyk_jpeg_is_refused_by_segment(client: httpx.Client) -> None:
+    buf = io.BytesIO()
+    Image.new("CMYK", (48, 48), (10, 200, 30, 0)).save(buf, format="JPEG")
+    r = client.post("/segment", files={"image": ("he.jpg", buf.getvalue(), "image/jpeg")})
+    assert_error(r, 400, "invalid_image", "CMYK")
+
+
+def test_options_lists_every_method_of_a_path(client: httpx.Client) -> None:
+    r = client.options("/jobs/some-id")
+    assert r.status_code in (200, 204), r.text
+    assert set(r.headers["allow"].replace(" ", "").split(",")) >= {"GET", "DELETE"}
+    r = client.put("/jobs/some-id")
+    err = assert_error(r, 405, "method_not_allowed")
+    assert {"GET", "DELETE"} <= set(r.headers["allow"].replace(" ", "").split(","))
+    assert err is not None

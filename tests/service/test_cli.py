@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import psutil
@@ -63,6 +67,91 @@ def test_serve_starts_redis_and_worker_and_stops_them(
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@contextmanager
+def _serving(tmp_path: Path, tiny_model_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``histosynth serve`` (embedded valkey, one worker) until ready; stderr in serve.log."""
+    settings = make_settings(tmp_path, tiny_model_path)
+    env = settings.to_env()
+    env.pop("REDIS_URL")
+    url = f"http://127.0.0.1:{free_port()}"
+    with open(tmp_path / "serve.log", "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", url.rpartition(":")[2]],
+            cwd=tmp_path, env=_env(env), stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    try:
+        _wait_ready(url, proc)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _valkey(proc: subprocess.Popen[bytes]) -> psutil.Process | None:
+    """The server's valkey child (None between its death and its restart)."""
+    found = [c for c in psutil.Process(proc.pid).children() if "valkey" in c.name()]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout_s} s")
+        time.sleep(0.2)
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        return bool(httpx.get(url + "/ready", timeout=5).json()["checks"]["redis"]["ok"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
+def test_serve_supervises_valkey_and_takes_it_along_when_killed(
+    tmp_path: Path, tiny_model_path: Path, synthetic_dataset_dir: Path
+) -> None:
+    """valkey killed: restarted, /ready recovers, jobs run. serve killed -9: valkey and
+    worker exit."""
+    shutil.copytree(synthetic_dataset_dir, tmp_path / "data" / "datasets" / "synth")
+    with _serving(tmp_path, tiny_model_path) as (proc, url):
+        first = _valkey(proc)
+        assert first is not None
+        (worker,) = [c for c in psutil.Process(proc.pid).children() if "worker" in " ".join(c.cmdline())]
+        password = unquote(urlsplit(worker.environ()["REDIS_URL"]).password or "")
+        assert len(password) >= 32
+        first.kill()
+        _wait(lambda: _valkey(proc) not in (None, first) and _redis_ok(url), 20, "/ready recovered")
+        assert not psutil.pid_exists(first.pid) or first.status() != psutil.STATUS_ZOMBIE
+        job = httpx.post(url + "/jobs/augment", json={"source": "datasets/synth", "output": "out"})
+        assert job.status_code == 202, job.text
+        status = lambda: httpx.get(f"{url}/jobs/{job.json()['id']}").json()["status"]  # noqa: E731
+        _wait(lambda: status() == "finished", 120, "the worker ran a job after the restart")
+        second = _valkey(proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert second is not None
+        gone, alive = psutil.wait_procs([second, worker], timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert "restarting" in log and password not in log
+    assert password not in (tmp_path / "data" / "redis" / "valkey.log").read_text()
+
+
+def test_serve_stops_valkey_when_its_data_folder_is_gone(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    with _serving(tmp_path, tiny_model_path) as (proc, _url):
+        valkey = _valkey(proc)
+        assert valkey is not None
+        shutil.rmtree(tmp_path / "data" / "redis")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        gone, alive = psutil.wait_procs([valkey], timeout=5)
+        assert not alive
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> dict:

@@ -45,6 +45,11 @@ def test_api_key_required_when_configured(keyed_server: LiveServer) -> None:
         assert_error(c.get("/models"), 401, "unauthorized")
         assert_error(c.get("/jobs"), 401, "unauthorized")
         assert c.get("/health").status_code == 200
+        # open by decision (README, Security): the description of the API, not its data
+        spec = c.get("/openapi.json")
+        assert spec.status_code == 200
+        assert "APIKeyHeader" in spec.json()["components"]["securitySchemes"]
+        assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
     with keyed_server.client(headers={"X-API-Key": API_KEY}) as c:
         assert generate(c).status_code == 200
         assert c.get("/models").status_code == 200

@@ -103,6 +103,16 @@ def test_cancel_train_job(api: httpx.Client) -> None:
         ({"source": "training", "output": "out/x", "variants_per_mask": 0}, 422,
          "validation_error", "variants_per_mask"),
         ({"source": "training"}, 422, "validation_error", "output"),
+        ({"source": "datasets/synth", "output": "."}, 403, "location_not_allowed", "data root"),
+        ({"source": "datasets/synth", "output": "redis"}, 403, "location_not_allowed", "reserved"),
+        ({"source": "datasets/synth", "output": "runs/x"}, 403, "location_not_allowed", "runs"),
+        ({"source": "datasets/synth", "output": "x" * 5000}, 422, "validation_error", "output"),
+        ({"source": "datasets/synth", "output": "a/" + "x" * 300}, 400, "invalid_location",
+         "255"),
+        ({"source": "training", "output": "out/x"}, 403, "location_not_allowed",
+         "outside the data root"),
+        ({"source": "datasets/synth", "output": "out/x", "model": "tiny\n"}, 422,
+         "validation_error", "model"),
     ],
 )
 def test_bad_augment_requests(
@@ -121,3 +131,15 @@ def test_bad_train_request_and_unknown_job(jobs_server: LiveServer, redis_conn: 
         assert_error(c.get("/jobs/nope"), 404, "unknown_job", "nope")
         assert_error(c.delete("/jobs/nope"), 404, "unknown_job")
         assert c.get("/ready").json()["checks"]["redis"]["ok"]
+
+
+@pytest.mark.parametrize("job_id", ["a.b", "a b", "a*", "a%00b", "caf%C3%A9", "x" * 300])
+def test_malformed_job_ids_are_a_4xx(
+    jobs_server: LiveServer, redis_conn: Any, job_id: str
+) -> None:
+    with jobs_server.client() as c:
+        for method in ("GET", "DELETE"):
+            r = c.request(method, f"/jobs/{job_id}")
+            assert r.status_code in (404, 422), r.text
+            assert_error(r, r.status_code, "unknown_job" if r.status_code == 404 else
+                         "validation_error", "job_id" if r.status_code == 422 else "unknown job")

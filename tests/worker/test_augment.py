@@ -23,11 +23,11 @@ def settings(tmp_path: Path) -> Settings:
                     bundled_models=tmp_path / "bundled", device="cpu")
 
 
-def augment(settings: Settings, model: Path, **kw: object) -> dict:
+def augment(settings: Settings, model: Path, trusted: bool = False, **kw: object) -> dict:
     values: dict[str, object] = {"source": "ds", "output": "out", "variants_per_mask": 2, "noise": 0.5, **kw}
     req = AugmentJobRequest(**values)  # type: ignore[arg-type]
     return run_augment(req, settings, job_seed=3, report=lambda p: None, should_stop=lambda: False,
-                       model_path=model)
+                       model_path=model, trusted=trusted)
 
 
 def test_plan_is_deterministic_and_ordered() -> None:
@@ -78,12 +78,16 @@ def test_rerun_skips_finished_pairs_and_fills_gaps(
 def test_training_source_and_clear_errors(
     settings: Settings, tiny_model_path: Path, synthetic_dataset_dir: Path
 ) -> None:
-    # the tiny model was trained on synthetic_dataset_dir, which its metadata names
-    result = augment(settings, tiny_model_path, source="training", variants_per_mask=1,
-                     transforms="rotations")
+    # the tiny model was trained on synthetic_dataset_dir, which its metadata names; it lies
+    # outside the data root: the operator (CLI, trusted) may use it, an API job may not
+    result = augment(settings, tiny_model_path, trusted=True, source="training",
+                     variants_per_mask=1, transforms="rotations")
     assert result["pairs"] == 16
+    with pytest.raises(ValueError, match="outside the data root"):
+        augment(settings, tiny_model_path, source="training")
     with pytest.raises(ValueError, match="unknown class 'gland'"):
-        augment(settings, tiny_model_path, source="training", relabel={"gland": "tumour"})
+        augment(settings, tiny_model_path, trusted=True, source="training",
+                relabel={"gland": "tumour"})
     with pytest.raises(ValueError, match="outside the data root"):
         augment(settings, tiny_model_path, source=str(synthetic_dataset_dir))
 

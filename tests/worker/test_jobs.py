@@ -14,15 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image
 from redis import Redis
+from rq.job import Job
 
+from model.errors import UnknownNameError
 from tests.conftest import synthetic_tile
 from tests.services import S3Service, WorkerFactory
 from worker.augment import pair_seed
 from worker.embedded import worker_command
+from worker.jobs import JobContext
 from worker.models import ModelStore
 from worker.queue import cancel_job, enqueue_augment, enqueue_train, get_job, list_jobs
 from worker.schemas import AugmentJobRequest, JobInfo, TrainJobRequest
 from worker.settings import Settings
+from worker.storage import StorageError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -168,7 +172,7 @@ def test_canceled_queued_job_never_runs_and_bad_jobs_fail_once(
     assert not (settings.data_root / "out-canceled").exists()
     failed = get_job(redis_conn, bad.id)  # a user error fails at once: no retries
     assert failed.status == "failed" and failed.retries_left == 0
-    assert failed.error and failed.error.startswith("KeyError") and "unknown model 'nope'" in failed.error
+    assert failed.error and "UnknownNameError: unknown model 'nope'" in failed.error
 
 
 def test_cancel_running_training_checkpoints_and_stops(
@@ -186,3 +190,21 @@ def test_cancel_running_training_checkpoints_and_stops(
     with pytest.raises(KeyError):
         ModelStore(settings).get("never-published")
 
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [(KeyError("a_dict_key"), True), (RuntimeError("a bug"), True), (StorageError("S3 down"), True),
+     (UnknownNameError("unknown model 'x'"), False), (ValueError("bad dataset"), False),
+     (FileNotFoundError("no masks/"), False)],
+)
+def test_user_errors_fail_without_retries_bugs_keep_them(
+    redis_conn: Redis, settings: Settings, error: Exception, retried: bool
+) -> None:
+    """A real RQ job with 2 retries left; the job body raises ``error``."""
+    info = enqueue_augment(redis_conn, AugmentJobRequest(source="ds", output="o"), settings)
+    job = Job.fetch(info.id, connection=redis_conn)
+    assert job.retries_left == 2
+    with pytest.raises(type(error)), JobContext(job, settings).running():
+        raise error
+    assert job.retries_left == (2 if retried else 0)

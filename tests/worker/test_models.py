@@ -48,7 +48,7 @@ def test_unknown_and_invalid_names(tmp_path: Path, tiny_model_path: Path) -> Non
     store.publish(tiny_model_path, "known")
     with pytest.raises(KeyError, match="unknown model 'nope'; available models: known"):
         store.get("nope")
-    for bad in ("../x", "a/b", "", "x.pt", ".hidden"):
+    for bad in ("../x", "a/b", "", "x.pt", ".hidden", "known\n", "x" * 65):
         with pytest.raises(ValueError, match="invalid model name"):
             store.get(bad)
 

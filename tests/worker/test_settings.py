@@ -1,15 +1,10 @@
-"""The one settings class: environment names, parsing, and .env.example coverage."""
+"""The shared settings and the worker's: environment names, parsing, what workers are handed."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
-from worker.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
+from worker.settings import Settings, WorkerSettings, get_settings
 
 
 def test_env_names_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,19 +12,26 @@ def test_env_names_and_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_ENDPOINT_URL", "http://minio:9000")
     monkeypatch.setenv("S3_ACCESS_KEY_ID", "")
     monkeypatch.setenv("HISTOSYNTH_ALLOWED_BUCKETS", "a, b")
-    monkeypatch.setenv("HISTOSYNTH_MAX_PIXELS", "1000")
-    s = Settings(_env_file=None)
+    monkeypatch.setenv("HISTOSYNTH_JOB_RETRIES", "5")
+    monkeypatch.setenv("HISTOSYNTH_WORKER_CLASS", "simple")
+    s = WorkerSettings(_env_file=None)
     assert s.redis_url == "redis://r:6379/0"
     assert s.s3_endpoint_url == "http://minio:9000"
     assert s.s3_access_key_id is None
     assert s.allowed_buckets == ["a", "b"]
-    assert s.max_pixels == 1000
+    assert s.job_retries == 5
+    assert s.worker_class == "simple"
     assert Settings(_env_file=None, allowed_buckets='["x"]').allowed_buckets == ["x"]
 
 
+def test_get_settings_is_the_workers() -> None:
+    get_settings.cache_clear()
+    assert isinstance(get_settings(), WorkerSettings)
+
+
 def test_secrets_stay_out_of_repr() -> None:
-    s = Settings(_env_file=None, api_key="k-123", s3_secret_access_key="s-456")
-    assert "k-123" not in repr(s) and "s-456" not in repr(s)
+    s = Settings(_env_file=None, s3_secret_access_key="s-456", redis_url="redis://:pw-789@h/0")
+    assert "s-456" not in repr(s) and "pw-789" not in repr(s)
 
 
 def test_bad_device_is_rejected() -> None:
@@ -38,15 +40,16 @@ def test_bad_device_is_rejected() -> None:
 
 
 def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
-    s = Settings(_env_file=None, redis_url="redis://x", allowed_buckets=["a", "b"], max_variants=3)
+    s = WorkerSettings(_env_file=None, redis_url="redis://x", allowed_buckets=["a", "b"],
+                       job_retries=3, worker_class="simple")
     for key, value in s.to_env().items():
         monkeypatch.setenv(key, value)
-    assert Settings(_env_file=None) == s
+    assert WorkerSettings(_env_file=None) == s
 
 
-def test_env_example_lists_every_variable() -> None:
-    text = (REPO / ".env.example").read_text()
-    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.M))
-    every = set(Settings(_env_file=None, redis_url="r", s3_endpoint_url="e", s3_access_key_id="a",
-                         s3_secret_access_key="s", api_key="k").to_env())
-    assert every - listed == set()
+def test_shared_env_holds_only_the_shared_fields() -> None:
+    s = WorkerSettings(_env_file=None, redis_url="redis://x", worker_class="simple")
+    env = s.shared_env()
+    assert env["REDIS_URL"] == "redis://x"
+    assert "HISTOSYNTH_WORKER_CLASS" not in env
+    assert set(env) <= set(s.to_env())

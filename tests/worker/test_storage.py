@@ -9,7 +9,13 @@ import pytest
 
 from tests.services import S3Service
 from worker.settings import Settings
-from worker.storage import LocalStorage, S3Storage, StorageError, open_storage
+from worker.storage import (
+    LocalStorage,
+    S3Storage,
+    StorageError,
+    check_output_location,
+    open_storage,
+)
 
 
 def settings_for(root: Path, **kw: object) -> Settings:
@@ -99,3 +105,34 @@ def test_s3_round_trip_against_moto(s3: S3Service, tmp_path: Path) -> None:
         store.read_bytes("missing")
     with pytest.raises(StorageError, match="bucket 'not-there' does not exist"):
         open_storage("s3://not-there/x", s, trusted=True).check()
+
+
+@pytest.mark.parametrize(
+    ("uri", "needle"),
+    [(".", "the data root itself"), ("", "empty"), ("redis", "reserved"), ("redis/x", "reserved"),
+     (".cache", "reserved"), ("runs/abc", "reserved"), ("models", "model store"),
+     ("models/sub", "model store")],
+)
+def test_job_outputs_may_not_overwrite_what_the_service_keeps(
+    tmp_path: Path, uri: str, needle: str
+) -> None:
+    settings = settings_for(tmp_path / "data", model_store="models")
+    with pytest.raises(ValueError, match=needle):
+        check_output_location(open_storage(uri, settings), settings)
+    check_output_location(open_storage("out/run1", settings), settings)
+    check_output_location(open_storage("modelsx", settings), settings)
+
+
+def test_s3_output_may_not_be_the_model_store(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, model_store="s3://b/models", allowed_buckets=["b"])
+    for uri in ("s3://b/models/", "s3://b/models/x/", "s3://b/"):
+        with pytest.raises(ValueError, match="model store"):
+            check_output_location(open_storage(uri, settings), settings)
+    check_output_location(open_storage("s3://b/out/", settings), settings)
+
+
+def test_overlong_names_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="255"):
+        open_storage("x" * 300, settings_for(tmp_path))
+    with pytest.raises(ValueError, match="255"):
+        open_storage("a/" + "y" * 256 + "/b", settings_for(tmp_path), trusted=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 
 from model.classes import ClassTable
+from model.config import TwoSampleConfig
 from model.evaluation import evaluate as E
 from model.training.data import Dataset
 from tests.conftest import SYNTH_CLASSES, synthetic_tile
@@ -57,10 +56,20 @@ def classes() -> ClassTable:
     return ClassTable.from_dict(SYNTH_CLASSES)
 
 
+FAST = TwoSampleConfig(patch=16, steps=20, batch_size=8, width=4, test_stride=16)
+
+
+def _judge(classes: ClassTable) -> FakePipeline:
+    judge = FakePipeline(classes, name="judge")
+    judge.sha256 = "1" * 64
+    return judge
+
+
 @pytest.fixture(scope="module")
 def report(classes: ClassTable) -> dict[str, Any]:
     return E.evaluate(FakePipeline(classes), _dataset(classes), holdout=["t0", "t1"], variants=3,
-                      crop=48, seed=5, relabel={"benign": "tumour"})
+                      crop=48, seed=5, relabel={"benign": "tumour"}, judge=_judge(classes),
+                      two_sample=FAST)
 
 
 def test_report_is_plain_json(report: dict[str, Any]) -> None:
@@ -74,6 +83,29 @@ def test_segmentation_and_consistency(report: dict[str, Any]) -> None:
     mc = report["mask_consistency"]
     assert mc["segmenter"] == "fake" and mc["generated"]["pixels"] == 3 * 2 * 48 * 48
     assert mc["ratio_miou"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_two_sample_nuclei_and_independent_judge(classes: ClassTable, report: dict[str, Any]) -> None:
+    r = report
+    ts = r["two_sample"]
+    assert 0.0 <= ts["generated_vs_real"]["accuracy"] <= 1.0
+    assert ts["generated_vs_real"]["n_images"] == [2, 6] and ts["floor_train_vs_real"]["n_images"] == [2, 2]
+    nuc = r["nuclei"]
+    assert set(nuc["ratio"]["per_class"]) == set(classes.names) and nuc["threshold"] > 0
+    assert nuc["ratio_reference_vs_real"] is not None
+    ij = r["independent_judge"]
+    assert ij["segmenter"] == "judge" and ij["judge"]["sha256"] == "1" * 64
+    assert ij["ratio_miou"] == pytest.approx(1.0, abs=0.05)
+    assert r["targets"]["two_sample_accuracy_max"] == 0.75
+    table = E.format_table(r)
+    assert "two-sample classifier accuracy" in table and "floor train vs real" in table
+    assert "independent judge judge" in table
+
+
+def test_the_model_is_never_its_own_independent_judge(classes: ClassTable) -> None:
+    pipe = FakePipeline(classes)
+    with pytest.raises(ValueError, match="must not be the evaluated model"):
+        E.evaluate(pipe, _dataset(classes, size=32), holdout=["t0"], variants=1, judge=pipe)
 
 
 def test_realism_diversity_fid(report: dict[str, Any]) -> None:
@@ -95,7 +127,8 @@ def test_manipulation_moves_the_shares(report: dict[str, Any]) -> None:
 
 def test_deterministic(classes: ClassTable, report: dict[str, Any]) -> None:
     again = E.evaluate(FakePipeline(classes), _dataset(classes), holdout=["t0", "t1"], variants=3,
-                       crop=48, seed=5, relabel={"benign": "tumour"})
+                       crop=48, seed=5, relabel={"benign": "tumour"}, judge=_judge(classes),
+                       two_sample=FAST)
     assert again == report
 
 
@@ -139,44 +172,3 @@ def test_center_crop_clips() -> None:
     a = np.arange(30).reshape(5, 6)
     assert E.center_crop(a, 3).tolist() == [[7, 8, 9], [13, 14, 15], [19, 20, 21]]
     assert E.center_crop(a, 100).shape == (5, 6) and E.center_crop(a, None) is a
-
-
-def test_cli(classes: ClassTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             capsys: pytest.CaptureFixture[str]) -> None:
-    loaded: list[str] = []
-
-    def load_pipeline(name: str, device: str) -> FakePipeline:
-        loaded.append(name)
-        return FakePipeline(classes, name=name)
-
-    monkeypatch.setattr(E, "_load_pipeline", load_pipeline)
-    monkeypatch.setattr(E, "_load_dataset", lambda root, table, layout: _dataset(table, size=32))
-    parser = argparse.ArgumentParser()
-    E.register(parser.add_subparsers())
-    out = tmp_path / "results.json"
-    args = parser.parse_args(["evaluate", "--model", "m.pt", "--data", "d", "--holdout", "t0,t1",
-                              "--variants", "2", "--crop", "0", "--segmenter", "s.pt",
-                              "--relabel", "benign=tumour", "--out", str(out)])
-    assert args.func(args) == 0
-    assert loaded == ["m.pt", "s.pt"]
-    report = json.loads(out.read_text())
-    assert report["setup"]["crop"] is None and report["manipulation"]["mapping"] == {"benign": "tumour"}
-    table = capsys.readouterr().out
-    assert "mask consistency (segmenter s.pt)" in table and "randconv-v1" in table
-    assert "benign->tumour" in table
-
-
-def test_evaluate_a_real_tiny_model(tiny_model_path, synthetic_dataset_dir, tmp_path) -> None:
-    """End to end through the CLI with a trained (tiny) model: every section is computed."""
-    import json
-
-    from model.cli import main
-
-    out = tmp_path / "eval.json"
-    code = main(["evaluate", "--model", str(tiny_model_path), "--data", str(synthetic_dataset_dir),
-                 "--holdout", "tile3", "--variants", "2", "--crop", "0", "--relabel", "benign=tumour",
-                 "--out", str(out)])
-    assert code == 0
-    report = json.loads(out.read_text())
-    for section in ("segmentation", "mask_consistency", "realism", "diversity", "manipulation"):
-        assert section in report and "skipped" not in report[section], section

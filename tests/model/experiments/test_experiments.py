@@ -12,6 +12,7 @@ import pytest
 from model.cli import main
 from model.evaluation import metrics
 from model.experiments import crop_tiles, default_holdout, downscale, run_experiment
+from model.experiments.setup import make_setup
 from model.training.data import load_dataset
 
 
@@ -71,8 +72,24 @@ def test_generation_end_to_end(
     assert rows["pix2pix"]["ms_ssim_variants"] == pytest.approx(1.0)  # identical variants
     assert rows["ours"]["ms_ssim_variants"] < 1.0
     assert all(r["swd"] is not None and r["fid"] is not None for r in rows.values())
+    assert all(0 <= r["two_sample_accuracy"] <= 1 for r in rows.values())
+    assert result["reference"]["two_sample_accuracy"] is not None
+    assert rows["ours"]["report"]["nuclei"]["area_range_px"] == [30, 800]  # toy: no downscale
     md = (tmp_path / "generation.md").read_text()
-    assert "| real training crops |" in md and "mean-colour" in md
+    assert "| real training crops |" in md and "mean-colour" in md and "2-sample acc." in md
+
+
+def test_run_folder_names_budget_and_holdout(synthetic_dataset_dir: Path, tmp_path: Path) -> None:
+    def runs_dir(budget: str, holdout: list[str] | None) -> Path:
+        return make_setup("ssl", synthetic_dataset_dir, tmp_path, budget, holdout, None, None,
+                          "folder", "cpu", None, lambda s: None).runs_dir
+
+    toy = runs_dir("toy", ["tile0"])
+    assert toy == runs_dir("toy", ["tile0"]) and toy.is_relative_to(tmp_path / "runs" / "ssl")
+    assert toy.name.startswith("toy-holdout1-")
+    assert runs_dir("toy", ["tile1"]) != toy
+    assert runs_dir("toy", ["tile0", "tile1"]) != toy
+    assert runs_dir("small", ["tile0"]) != toy
 
 
 def test_helpers(synthetic_dataset_dir: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage as ndi
 
 from model.config import NucleiConfig, TwoSampleConfig
-from model.realism import (
+from model.evaluation.realism import (
     PatchClassifier,
     compare_nuclei,
     find_nuclei,
@@ -223,3 +223,9 @@ def test_nuclei_fewer_in_blurred_tiles(real_tiles: list[np.ndarray]) -> None:
     blur = nuclei_stats(blurred(real_tiles), masks, t, ["tissue"])
     assert 400 <= real["per_megapixel"] <= 3000  # ~1.1-1.6 k per 1201^2 tile: ~1000/MP
     assert blur["per_megapixel"] < 0.75 * real["per_megapixel"]
+
+
+@pytest.mark.parametrize(("factor", "expected"), [(1, (30, 800, 1)), (2, (8, 200, 0)), (4, (2, 50, 0))])
+def test_nuclei_config_at_downscale(factor: int, expected: tuple[int, int, int]) -> None:
+    cfg = NucleiConfig().at_downscale(factor)
+    assert (cfg.min_area, cfg.max_area, cfg.opening) == expected
