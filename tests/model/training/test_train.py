@@ -136,7 +136,7 @@ def test_init_from_errors(dataset, tmp_path: Path, init_scales: int | None, mess
         train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path,
               init_scales=init_scales)
     wider = replace(model_cfg, **{"generator.base_width": 4})
-    with pytest.raises(ValueError, match="model config"):
+    with pytest.raises(ValueError, match="generator or segmenter config"):
         train(wider, train_cfg, dataset, tmp_path / "c", name="a", init_from=done.model_path, init_scales=1)
 
 
