@@ -9,6 +9,7 @@ so that ``--resume`` continues exactly where a run stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -134,6 +135,47 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: PyramidSegmenter,
+                config: ModelConfig, classes: ClassTable, scales: int | None = None) -> int:
+    """Load the trained coarse scales of a (partial) serving file into a run's networks.
+
+    Args:
+        path: a serving file whose metadata ``scales_trained`` says how many of its coarsest
+            scales are trained (a finished model: all).
+        generator, segmenter: the run's pyramids; scales N .. N-K+1 are overwritten
+            (weights and noise amplitudes).
+        config: the run's model config; its generator and segmenter must equal the file's
+            (the discriminator is not in serving files and may differ).
+        classes: the run's class table (must equal the file's).
+        scales: how many of the coarsest scales to reuse (default: all the file trained).
+
+    Returns:
+        K, the number of scales loaded; at least one scale is left to train.
+    """
+    payload = read_payload(path)
+    stored = from_dict(ModelConfig, payload["model_config"])
+    if dataclasses.replace(stored, discriminator=config.discriminator) != config:
+        raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
+                         "use the preset and --set overrides it was trained with")
+    if ClassTable.from_dict(payload["classes"]).to_dict() != classes.to_dict():
+        raise ValueError(f"{path} has another class table than the dataset")
+    trained = int(payload["metadata"].get("scales_trained", config.num_scales))
+    scales = trained if scales is None else scales
+    if not 1 <= scales <= trained:
+        raise ValueError(f"{path} has {trained} trained scale(s); reuse 1..{trained}, not {scales}")
+    if scales >= config.num_scales:
+        raise ValueError(f"{path} is fully trained; pass fewer scales to reuse to train the finer ones again")
+    keep = range(config.num_scales - scales, config.num_scales)
+    for net, part in ((generator, "generator"), (segmenter, "segmenter")):
+        state = to_float32(payload[part])
+        for n in keep:
+            prefix = f"scales.{n}."
+            net.scales[n].load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    for n in keep:
+        generator.noise_amp[n] = payload["generator"]["noise_amp"][n].float()
+    return scales
 
 
 def weights_sha256(path: str | Path) -> str:

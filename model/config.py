@@ -15,6 +15,13 @@ from typing import Any, Literal
 Norm = Literal["batch", "instance", "none"]
 Mode = Literal["generate", "joint", "ssl"]
 AdvLoss = Literal["lsgan", "log", "hinge"]
+MaskInput = Literal["input", "concat"]
+Output = Literal["residual", "tanh"]
+WeightNorm = Literal["none", "spectral"]
+RecWhere = Literal["all", "coarse"]
+RecNoise = Literal["zeros", "fixed"]
+CoarseContext = Literal["fixed", "receptive", "tile"]
+Augment = Literal["translation", "cutout"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,13 @@ class GeneratorConfig:
         width_doubling: the width doubles every this many scales, counted from the
             finest scale (n = 0) towards the coarsest (paper index n).
         num_blocks: Conv3x3-Norm-LeakyReLU blocks before the output conv.
-        norm: normalisation inside the blocks.
+        norm: normalisation inside the blocks. ``batch`` mixes the statistics of the
+            zero-noise reconstruction pass with the noisy passes; ``none`` avoids that.
         noise_channels: channels of the spatial noise map z_n.
+        mask_input: ``input``: the mask enters the first block only; ``concat``: it is
+            concatenated to the input of every conv (the class stays visible to every layer).
+        output: ``residual``: x_n = up(x_{n+1}) + tanh(Phi) (unbounded until export);
+            ``tanh``: x_n = tanh(atanh(up(x_{n+1})) + Phi), in [-1, 1] at every scale.
     """
 
     base_width: int = 32
@@ -37,6 +49,8 @@ class GeneratorConfig:
     num_blocks: int = 4
     norm: Norm = "batch"
     noise_channels: int = 3
+    mask_input: MaskInput = "input"
+    output: Output = "residual"
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,7 @@ class DiscriminatorConfig:
         num_layers: stride-2 conv layers of each PatchGAN.
         num_views: views at 1x, 1/2, 1/4 ... resolution (identical architecture).
         norm: normalisation after every conv but the first and the last.
+        weight_norm: ``spectral`` wraps every conv in spectral normalisation (SNGAN).
     """
 
     base_width: int = 64
@@ -56,6 +71,7 @@ class DiscriminatorConfig:
     num_layers: int = 3
     num_views: int = 3
     norm: Norm = "instance"
+    weight_norm: WeightNorm = "none"
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,13 @@ class LossConfig:
     Args:
         adversarial: ``lsgan`` (pix2pixHD default), ``log`` (eq. 6) or ``hinge``.
         rec: alpha, reconstruction (MSE, eq. 3).
+        rec_where: ``all`` scales, or only the ``coarse`` ones (the coarsest ``rec_scales``);
+            finer scales then learn texture from the adversarial terms alone.
+        rec_scales: with ``rec_where="coarse"``, how many of the coarsest scales keep it.
+        rec_downsample: compare reconstruction and real image after average pooling by this
+            factor (1: full resolution), so positions of nuclei are not regressed.
+        rec_noise: noise map of the reconstruction pass: ``zeros`` (eq. 3) or SinGAN's
+            ``fixed`` random map z* (the same draw every step, so the pass looks like a noisy one).
         feat: beta, feature matching (L1 over D features, eq. 4).
         perc: gamma, VGG19 perceptual loss; off when no weights file is configured.
         ce: alpha', cross-entropy of S on real labelled pairs.
@@ -118,11 +141,21 @@ class LossConfig:
 
     adversarial: AdvLoss = "lsgan"
     rec: float = 0.001
+    rec_where: RecWhere = "all"
+    rec_scales: int = 2
+    rec_downsample: int = 1
+    rec_noise: RecNoise = "zeros"
     feat: float = 10.0
     perc: float = 10.0
     ce: float = 1.0
     ce_synthetic: float = 0.03
     adv_s: float = 1.0
+
+    def rec_active(self, n: int, num_scales: int) -> bool:
+        """Whether scale n has a reconstruction term."""
+        if self.rec_where not in ("all", "coarse"):
+            raise ValueError(f"unknown rec_where {self.rec_where!r}; choose all or coarse")
+        return self.rec > 0 and (self.rec_where == "all" or n >= num_scales - self.rec_scales)
 
 
 @dataclass(frozen=True)
@@ -138,7 +171,13 @@ class TrainConfig:
         crop_context: full-resolution pixels of context kept around a scale's crop when
             the coarser scales run: they see a region of crop * 2**n + 2 * crop_context
             pixels instead of the whole tile, so a step's cost does not grow with the tile.
+        coarse_context: what the frozen coarser scales see around a crop: ``fixed``
+            (``crop_context`` pixels), ``receptive`` (at least the coarser scales' receptive
+            field, so training sees what inference sees) or ``tile`` (the whole tile).
         steps_per_scale: optimisation steps at every scale.
+        d_steps: discriminator updates per generator update (same batch, fresh augmentation).
+        augment: DiffAugment policies applied to every pair D sees (image and mask alike):
+            ``translation`` (shift by up to 1/8 of the side), ``cutout`` (a square of half the side).
         batch_sizes: per scale from coarse to fine; the last one repeats if short.
         holdout_steps: steps at each scale before synthetic pairs reach S (paper: 100 epochs).
         lr_g, lr_s, lr_d: Adam learning rates; betas shared.
@@ -160,7 +199,10 @@ class TrainConfig:
     tile_overlap: int = 128
     crop_size: int = 256
     crop_context: int = 128
+    coarse_context: CoarseContext = "fixed"
     steps_per_scale: int = 2000
+    d_steps: int = 1
+    augment: tuple[Augment, ...] = ()
     batch_sizes: tuple[int, ...] = (8, 6, 4, 4, 3)
     holdout_steps: int = 500
     lr_g: float = 1e-4
@@ -227,6 +269,28 @@ PRESETS: dict[str, Preset] = {
                           batch_sizes=(6, 4, 4, 3, 3), checkpoint_every=50,
                           loss=LossConfig(rec=10.0)),
     ),
+    # The realism recipe of issue 10 (see EXPERIMENTS.md), sized for a 2-core CPU: no norm in
+    # G (BatchNorm mixed the zero-noise reconstruction pass into the noisy passes' statistics),
+    # the mask fed to every conv, an image bounded at every scale (no halos from clipping),
+    # coarse context as large as the coarser scales' receptive field; a light spectral-norm D
+    # (32 filters, 2 views) at G's learning rate with DiffAugment against overfitting six
+    # tiles; reconstruction (with SinGAN's fixed z*) only at the two coarsest scales, so the
+    # finer scales learn nuclei from the adversarial terms instead of regressing to the mean.
+    # 512 tiles: the coarsest scale sees 32x32, which is enough for a mask-conditioned layout.
+    "realistic": Preset(
+        model=ModelConfig(
+            num_scales=5,
+            generator=GeneratorConfig(norm="none", mask_input="concat", output="tanh"),
+            discriminator=DiscriminatorConfig(base_width=32, max_width=128, num_views=2,
+                                              weight_norm="spectral"),
+            segmenter=SegmenterConfig(first_width=32, growth_rate=8, down_layers=(3, 3, 3, 3),
+                                      bottleneck_layers=3),
+        ),
+        train=TrainConfig(tile_size=512, crop_size=128, coarse_context="receptive", steps_per_scale=300,
+                          holdout_steps=150, batch_sizes=(6, 4, 4, 3, 3), lr_g=2e-4, lr_d=2e-4,
+                          augment=("translation", "cutout"), checkpoint_every=50,
+                          loss=LossConfig(rec=10.0, rec_where="coarse", rec_scales=2, rec_noise="fixed")),
+    ),
     # Section 3.4 of the paper, for a GPU.
     "paper": Preset(
         model=ModelConfig(
@@ -292,8 +356,6 @@ def replace(cfg: Any, **changes: Any) -> Any:
 
 
 # ---- realism measures (model/evaluation/realism.py) ---------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TwoSampleConfig:
     """The classifier two-sample test: a small CNN trained from scratch on 64 px patches.

@@ -65,9 +65,14 @@ def cmd_package(args: argparse.Namespace) -> int:
     provenance = Path(args.provenance[1:]).read_text().strip() if args.provenance and args.provenance.startswith("@") else args.provenance
     out = package(Path(args.model), Path(args.out), name=args.name, half=not args.float32,
                   evaluation=evaluation, provenance=provenance)
+    summary = f"{out}: {out.stat().st_size / 2**20:.1f} MiB, sha256 {file_sha256(out)}"
+    packed = load_model(out)
+    trained = int(packed.metadata.get("scales_trained", packed.config.num_scales))
+    if trained < packed.config.num_scales:  # no images to compare: continue it with --init-from
+        print(f"{summary} (partly trained: {trained} of {packed.config.num_scales} scales)")
+        return 0
     diff = max_pixel_difference(Path(args.model), out)
-    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB, sha256 {file_sha256(out)}, "
-          f"largest pixel difference to the source file: {diff:.0f}/255")
+    print(f"{summary}, largest pixel difference to the source file: {diff:.0f}/255")
     return 0
 
 

@@ -54,6 +54,10 @@ class PyramidPipeline(Pipeline):
 
     def __init__(self, path: Path, device: torch.device) -> None:
         loaded = load_model(path, device)
+        trained = int(loaded.metadata.get("scales_trained", loaded.config.num_scales))
+        if trained < loaded.config.num_scales:
+            raise ValueError(f"{path} is partly trained ({trained} of {loaded.config.num_scales} scales); "
+                             f"finish it with histosynth train --init-from {path}")
         super().__init__(path, device, loaded.config, loaded.classes, loaded.metadata)
         # BN folded, channels-last; tiled conv stacks on a CPU (cache-sized tiles, same pixels)
         self.generator = fuse_for_inference(loaded.generator, tile=TILE if device.type == "cpu" else None)

@@ -43,7 +43,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--arch", default="ours", choices=ARCHS,
                    help="ours (default) or a baseline of the paper's comparisons")
     p.add_argument("--preset", default="tiny",
-                   help="tiny | base | paper (default: tiny); baselines: tiny | small | paper")
+                   help="tiny | base | demo | realistic | paper (default: tiny); baselines: tiny | small | paper")
     p.add_argument("--mode", choices=["generate", "joint", "ssl"], help="default: the preset's (joint)")
     p.add_argument("--scales", type=int, help="number of scales N+1")
     p.add_argument("--steps", type=int, help="optimisation steps per scale")
@@ -61,6 +61,11 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--name", help="model name (default: the class table's name)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", metavar="FILE",
+                   help="a partly trained serving file (e.g. RUN/scales/scale2.pt) of the same preset: "
+                        "its trained scales are reused and training starts at the next one")
+    p.add_argument("--init-scales", type=int, metavar="K",
+                   help="with --init-from: reuse only its K coarsest scales (default: all it trained)")
     p.add_argument("--half", action="store_true", help="also write model-fp16.pt with float16 weights")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--nproc", type=int, default=1,
@@ -122,8 +127,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not held_out:
             raise ValueError("--transductive needs held-out images: name them with --exclude")
         eval_images = load_dataset(args.data, args.classes, layout=args.layout, include=held_out).images
+    if args.init_scales is not None and not args.init_from:
+        raise ValueError("--init-scales needs --init-from")
     result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
-                   eval_images=eval_images, metadata=metadata, progress_bar=True, nproc=args.nproc)
+    result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
+                   init_from=args.init_from, init_scales=args.init_scales, eval_images=eval_images,
+                   metadata=metadata, progress_bar=True, nproc=args.nproc)
     if result.model_path is None:
         print(f"stopped; resume with --resume --out {args.out}")
         return 0

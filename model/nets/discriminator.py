@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.config import DiscriminatorConfig, ModelConfig, Norm
+from model.config import DiscriminatorConfig, ModelConfig, Norm, WeightNorm
 from model.nets.blocks import make_norm
 
 KERNEL = 4
@@ -34,11 +34,13 @@ class PatchDiscriminator(nn.Module):
         strides = [2] * cfg.num_layers + [1]
         layers: list[nn.Module] = []
         prev = in_ch
+        if cfg.weight_norm not in ("none", "spectral"):
+            raise ValueError(f"unknown discriminator weight_norm {cfg.weight_norm!r}; choose none or spectral")
         for i, (width, stride) in enumerate(zip(widths, strides, strict=True)):
-            layers.append(_layer(prev, width, stride, "none" if i == 0 else cfg.norm))
+            layers.append(_layer(prev, width, stride, "none" if i == 0 else cfg.norm, cfg.weight_norm))
             prev = width
         self.layers = nn.ModuleList(layers)
-        self.head = nn.Conv2d(prev, 1, KERNEL, stride=1, padding=PAD)
+        self.head = _weight_norm(nn.Conv2d(prev, 1, KERNEL, stride=1, padding=PAD), cfg.weight_norm)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Patch logits and every intermediate layer's output.
@@ -56,12 +58,13 @@ class PatchDiscriminator(nn.Module):
         return self.head(x), features
 
 
-def _layer(in_ch: int, out_ch: int, stride: int, norm: Norm) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, KERNEL, stride=stride, padding=PAD, bias=norm != "batch"),
-        make_norm(norm, out_ch),
-        nn.LeakyReLU(0.2),
-    )
+def _layer(in_ch: int, out_ch: int, stride: int, norm: Norm, weight_norm: WeightNorm) -> nn.Sequential:
+    conv = nn.Conv2d(in_ch, out_ch, KERNEL, stride=stride, padding=PAD, bias=norm != "batch")
+    return nn.Sequential(_weight_norm(conv, weight_norm), make_norm(norm, out_ch), nn.LeakyReLU(0.2))
+
+
+def _weight_norm(conv: nn.Conv2d, kind: WeightNorm) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(conv) if kind == "spectral" else conv
 
 
 class MultiScaleDiscriminator(nn.Module):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.nets.blocks import ConvBlock
-from model.nets.generator import ScaleGenerator
+from model.nets.generator import MaskConcatStack, ScaleGenerator
 from model.nets.tiling import same_reflect_conv, tileable
 
 #: Output tile side of tiled generator scales: activations of a 256x256 tile stay in the
@@ -104,7 +104,9 @@ def set_tile(module: nn.Module, tile: int | None) -> None:
         raise ValueError(f"tile must be >= 0, got {tile}")
     for scale in module.modules():
         if isinstance(scale, ScaleGenerator):
-            scale.tile = tile if tile and tileable(scale.phi) else None
+            phi = scale.phi
+            ok = phi.tileable() if isinstance(phi, MaskConcatStack) else tileable(phi)
+            scale.tile = tile if tile and ok else None
 
 
 @contextmanager

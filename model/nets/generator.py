@@ -9,14 +9,67 @@ from torch import Tensor, nn
 
 from model.config import GeneratorConfig, ModelConfig
 from model.nets.blocks import ConvBlock, upsample
-from model.nets.tiling import run_tiled
+from model.nets.tiling import run_tiled, run_tiled_local
+
+#: Coarser images are clamped to +-(1 - EPS) before atanh (``output="tanh"``).
+EPS = 1e-3
+
+
+class MaskConcatStack(nn.Module):
+    """Phi with the mask concatenated to the input of every conv (``mask_input="concat"``).
+
+    Takes the same input as the plain stack, ``cat(y, z)``, and reads the mask from its
+    first ``num_classes`` channels. Every layer is local, so inference may run it tile by
+    tile (:func:`model.nets.tiling.run_tiled_local`).
+
+    Args:
+        num_classes: K, the mask channels at the front of the input.
+        in_ch: input channels (K + noise channels).
+        width: channels of the conv blocks.
+        cfg: generator hyperparameters.
+    """
+
+    def __init__(self, num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.blocks = nn.ModuleList(
+            ConvBlock(in_ch if i == 0 else width + num_classes, width, cfg.norm) for i in range(cfg.num_blocks)
+        )
+        self.head = nn.Conv2d(width + num_classes, 3, 3, padding=1, padding_mode="reflect")
+
+    @property
+    def reach(self) -> int:
+        """Pixels an output depends on beyond itself: one per 3x3 conv."""
+        return len(self.blocks) + 1
+
+    def tileable(self) -> bool:
+        """Whether every layer is local (no instance norm, no BatchNorm in training)."""
+        return not self.training and not any(isinstance(m, nn.InstanceNorm2d) for m in self.modules())
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x[:, : self.num_classes]  # (B, K, H, W)
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = block(h if i == 0 else torch.cat([h, y], dim=1))
+        return self.head(torch.cat([h, y], dim=1))  # (B, 3, H, W)
+
+
+def _phi_stack(num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig) -> nn.Module:
+    if cfg.mask_input == "concat":
+        return MaskConcatStack(num_classes, in_ch, width, cfg)
+    if cfg.mask_input != "input":
+        raise ValueError(f"unknown generator mask_input {cfg.mask_input!r}; choose input or concat")
+    blocks = [ConvBlock(in_ch if i == 0 else width, width, cfg.norm) for i in range(cfg.num_blocks)]
+    return nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
 
 
 class ScaleGenerator(nn.Module):
     """G_n of one scale: Phi = ``num_blocks`` ConvBlocks then a Conv3x3 to RGB.
 
     The coarsest scale maps ``cat(y, z)`` to ``tanh(Phi(...))``; finer scales add a tanh
-    residual to the upsampled coarser image, with noise of 3 channels added to it.
+    residual to the upsampled coarser image (``output="residual"``) or add Phi to its
+    atanh and squash again (``output="tanh"``: bounded at every scale), with noise of 3
+    channels added to the coarser image at the input.
 
     Args:
         num_classes: K, channels of the one-hot mask.
@@ -29,13 +82,12 @@ class ScaleGenerator(nn.Module):
         super().__init__()
         if cfg.num_blocks < 1:
             raise ValueError(f"generator num_blocks must be >= 1, got {cfg.num_blocks}")
+        if cfg.output not in ("residual", "tanh"):
+            raise ValueError(f"unknown generator output {cfg.output!r}; choose residual or tanh")
         self.coarsest = coarsest
+        self.output = cfg.output
         self.noise_channels = cfg.noise_channels if coarsest else 3
-        in_ch = num_classes + self.noise_channels
-        blocks = [
-            ConvBlock(in_ch if i == 0 else width, width, cfg.norm) for i in range(cfg.num_blocks)
-        ]
-        self.phi = nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
+        self.phi = _phi_stack(num_classes, num_classes + self.noise_channels, width, cfg)
         #: Inference only: run Phi on tiles of this side when the image is larger (same
         #: pixels, a fraction of the memory; see :mod:`model.nets.tiling`). Set by
         #: :func:`model.nets.fuse.fuse_for_inference`.
@@ -56,11 +108,16 @@ class ScaleGenerator(nn.Module):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
         if prev_up is None:
             return torch.tanh(self._phi(torch.cat([y, z], dim=1)))
-        return prev_up + torch.tanh(self._phi(torch.cat([y, z + prev_up], dim=1)))
+        phi = self._phi(torch.cat([y, z + prev_up], dim=1))  # (B, 3, H, W)
+        if self.output == "tanh":
+            return torch.tanh(torch.atanh(prev_up.clamp(-1 + EPS, 1 - EPS)) + phi)
+        return prev_up + torch.tanh(phi)
 
     def _phi(self, x: Tensor) -> Tensor:
         if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
             return self.phi(x)
+        if isinstance(self.phi, MaskConcatStack):
+            return run_tiled_local(self.phi, x, self.tile, self.phi.reach)
         return run_tiled(self.phi, x, self.tile)
 
 

@@ -30,7 +30,10 @@ def tileable(stack: nn.Sequential) -> bool:
     """Whether ``stack`` holds only stride-1 'same' reflect convs and pointwise layers.
 
     BatchNorm counts as pointwise in eval mode only; InstanceNorm (image statistics) does not.
+    Other module types (e.g. a stack that concatenates the mask to every conv) never are.
     """
+    if type(stack) is not nn.Sequential:
+        return False
     for layer in _layers(stack):
         if isinstance(layer, nn.Conv2d):
             if not same_reflect_conv(layer):
@@ -70,6 +73,32 @@ def run_tiled(stack: nn.Sequential, x: Tensor, tile: int) -> Tensor:
             if out is None:
                 out = x.new_empty((x.shape[0], part.shape[1], h, w)).contiguous(memory_format=_format_of(x))
             out[:, :, y0:y1, x0:x1] = part[:, :, y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
+    assert out is not None
+    return out
+
+
+def run_tiled_local(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, reach: int) -> Tensor:
+    """``fn(x)`` computed on ``tile`` x ``tile`` output tiles, for any ``fn`` whose output pixel
+    depends only on inputs within ``reach`` pixels (e.g. ``reach`` stacked 3x3 'same' convs
+    with pointwise layers and concatenations between them).
+
+    Each tile runs with a halo of ``reach`` pixels and keeps its centre: pixels that the
+    halo's padded edge reaches are cut off, and on the image's own borders the tile's
+    padding is the image's. Exact at every pixel; simpler than :func:`run_tiled` but it
+    recomputes the halo.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1, got {tile}")
+    h, w = x.shape[-2:]
+    out: Tensor | None = None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            by0, bx0 = max(0, y0 - reach), max(0, x0 - reach)
+            part = fn(x[:, :, by0:min(h, y1 + reach), bx0:min(w, x1 + reach)])
+            if out is None:
+                out = x.new_empty((x.shape[0], part.shape[1], h, w)).contiguous(memory_format=_format_of(x))
+            out[:, :, y0:y1, x0:x1] = part[:, :, y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     assert out is not None
     return out
 

@@ -1,8 +1,11 @@
 """Training batches for one scale: real crops plus what the frozen coarser scales produce.
 
 Finer scales train on random crops (``crop_size``) cut at the same place from every
-tensor of the scale, so memory does not grow with the tile size; the frozen coarser
-scales run on the whole tile under ``no_grad``.
+tensor of the scale, so memory does not grow with the tile size. The frozen coarser
+scales run under ``no_grad`` on a region around the crop: ``crop_context`` full-resolution
+pixels of context (``coarse_context="fixed"``), at least their receptive field
+(``"receptive"``, so a fine scale trains on what inference gives it), or the whole tile
+(``"tile"``).
 """
 
 from __future__ import annotations
@@ -77,15 +80,38 @@ class BatchMaker:
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
 
-    def _noise_maps(self, ys: list[Tensor], stop_at: int, amp: float = 1.0) -> list[Tensor | None]:
+    def _noise_maps(self, ys: list[Tensor], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
         b = ys[0].shape[0]
         channels = [self.t.generator.noise_channels(m) for m in range(len(ys))]
         sizes = [(y.shape[-2], y.shape[-1]) for y in ys]
-        if amp == 0.0:  # the fixed (zero) reconstruction noise map of eq. 3
-            return [None if m < stop_at else torch.zeros(b, channels[m], *sizes[m], device=self.t.device)
+        if not noisy:  # the reconstruction noise maps (eq. 3: zeros; or SinGAN's fixed z*)
+            return [None if m < stop_at else self.rec_noise(m, (b, channels[m], *sizes[m]))
                     for m in range(len(ys))]
         zs = noise_maps(self.t.gen, b, channels, sizes, stop_at)
-        return [None if z is None else amp * z.to(self.t.device) for z in zs]  # unit scale: G applies noise_amp
+        return [None if z is None else z.to(self.t.device) for z in zs]  # unit scale: G applies noise_amp
+
+    def rec_noise(self, m: int, shape: tuple[int, ...]) -> Tensor:
+        """Unit-scale noise of the reconstruction pass at scale m: zeros (eq. 3) or SinGAN's
+        fixed z*, the same draw for the same shape at every step (its own seeded stream)."""
+        kind = self.t.cfg.loss.rec_noise
+        if kind == "zeros":
+            return torch.zeros(shape, device=self.t.device)
+        if kind != "fixed":
+            raise ValueError(f"unknown rec_noise {kind!r}; choose zeros or fixed")
+        gen = torch.Generator().manual_seed(self.t.cfg.seed * 1009 + 7919 + m)
+        return torch.randn(shape, generator=gen).to(self.t.device)
+
+    def context(self, n: int) -> int:
+        """Full-resolution pixels of context around a scale-n crop for the coarser scales."""
+        cfg = self.t.cfg
+        if cfg.coarse_context == "fixed":
+            return cfg.crop_context
+        if cfg.coarse_context != "receptive":
+            raise ValueError(f"unknown coarse_context {cfg.coarse_context!r}; choose fixed, receptive or tile")
+        # each coarser scale m adds (blocks + 1) 3x3 convs and an upsampling: that many of its
+        # pixels, 2**m full-resolution pixels each
+        reach = sum((self.t.model_cfg.generator.num_blocks + 2) * 2**m for m in range(n + 1, self.t.num_scales))
+        return max(cfg.crop_context, reach)
 
     def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
         """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
@@ -93,7 +119,9 @@ class BatchMaker:
         cfg, f = self.t.cfg, self.t.model_cfg.factor
         first = next(x for x in tensors if x is not None)
         h, w = first.shape[-2:]
-        side = -(-(cfg.crop_size * 2**n + 2 * cfg.crop_context) // f) * f
+        if cfg.coarse_context == "tile":
+            return list(tensors), False
+        side = -(-(cfg.crop_size * 2**n + 2 * self.context(n)) // f) * f
         if side >= h or side >= w:
             return list(tensors), False
         top = f * int(torch.randint(0, (h - side) // f + 1, (1,), generator=self.t.gen))
@@ -105,7 +133,7 @@ class BatchMaker:
     def _coarse_images(self, n: int, ys: list[Tensor], noisy: bool) -> list[Tensor | None] | None:
         if n == self.t.num_scales - 1:
             return None
-        zs = self._noise_maps(ys, n + 1, 1.0 if noisy else 0.0)
+        zs = self._noise_maps(ys, n + 1, noisy)
         with self.t.autocast():
             out = self.t.generator(ys, zs, stop_at=n + 1)
         return [o.float() if o is not None else None for o in out]
@@ -134,8 +162,9 @@ class BatchMaker:
         xs = image_pyramid(x, t.num_scales)
         ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
         # 2. the frozen coarser scales on the whole region, upsampled to scale n
+        use_rec = cfg.loss.rec_active(n, t.num_scales)
         fake = self._coarse_images(n, ys, noisy=True)
-        rec = self._coarse_images(n, ys, noisy=False)
+        rec = self._coarse_images(n, ys, noisy=False) if use_rec else None
         s_prev = syn_prev = None
         if cfg.mode != "generate" and fake is not None:
             s_prev = _up(self._coarse_logits(n, xs), xs[n])
@@ -145,11 +174,14 @@ class BatchMaker:
         w = self._window(*xs[n].shape[-2:], centred)
         crop_x = _cut(xs[n], w)
         assert crop_x is not None
+        amp = float(t.generator.noise_amp[n])
+        z_shape = (crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:])
         gen = GeneratorBatch(
             x=crop_x, y=_cut(ys[n], w),  # type: ignore[arg-type]
-            z=float(t.generator.noise_amp[n]) * self._randn(crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:]),
+            z=amp * self._randn(*z_shape),
             up_fake=_cut(_up(fake[n + 1], xs[n]), w) if fake else None,
             up_rec=_cut(_up(rec[n + 1], xs[n]), w) if rec else None,
+            rec=use_rec, z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None,
         )
         batch = ScaleBatch(gen)
         if cfg.mode != "generate":

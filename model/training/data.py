@@ -312,6 +312,10 @@ class TileSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
 
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream from ``seed``."""
+        self.rng = np.random.default_rng(seed)
+
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw ``batch`` tiles: x (B, 3, T, T) float in [-1, 1], y (B, T, T) long or None."""
         xs, ys = [], []

@@ -84,8 +84,17 @@ def feature_matching(real: DiscOutput, fake: DiscOutput) -> Tensor:
     return loss
 
 
-def reconstruction(x: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error between a reconstruction and its target (eq. 3)."""
+def reconstruction(x: Tensor, target: Tensor, downsample: int = 1) -> Tensor:
+    """Mean squared error between a reconstruction and its target (eq. 3).
+
+    Args:
+        downsample: average-pool both by this factor first (1: full resolution), so only
+            the layout is regressed, not where each nucleus sits.
+    """
+    if downsample < 1:
+        raise ValueError(f"rec_downsample must be >= 1, got {downsample}")
+    if downsample > 1:
+        x, target = F.avg_pool2d(x, downsample, ceil_mode=True), F.avg_pool2d(target, downsample, ceil_mode=True)
     return F.mse_loss(x, target)
 
 

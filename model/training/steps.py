@@ -6,7 +6,7 @@ outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from model.config import LossConfig
 from model.nets.blocks import one_hot
 from model.training import losses
+from model.training.augment import check_policies, diff_augment
 
 
 @dataclass
@@ -25,7 +26,9 @@ class GeneratorBatch:
 
     x, y: real image (B,3,h,w) and its soft one-hot mask (B,K,h,w); z: generator noise (B,3,h,w).
     up_fake, up_rec: the coarser generated / reconstructed image upsampled to (B,3,h,w);
-    None at the coarsest scale.
+    None at the coarsest scale (up_rec also where the scale has no reconstruction term).
+    rec: whether this scale has a reconstruction term; z_rec: the noise of that pass (zeros
+    or the fixed z*), scaled; None means zeros.
     """
 
     x: Tensor
@@ -33,6 +36,8 @@ class GeneratorBatch:
     z: Tensor
     up_fake: Tensor | None
     up_rec: Tensor | None
+    rec: bool = True
+    z_rec: Tensor | None = None
 
 
 @dataclass
@@ -89,6 +94,8 @@ class ScaleStep:
         loss: loss weights and adversarial kind.
         perceptual: VGG perceptual loss module, or None when no weights are configured.
         autocast: context factory for mixed precision (a null context on the CPU).
+        d_steps: discriminator updates per step (each with a fresh augmentation).
+        augment: DiffAugment policies for every pair D sees.
     """
 
     def __init__(
@@ -96,10 +103,17 @@ class ScaleStep:
         loss: LossConfig,
         perceptual: nn.Module | None,
         autocast: Callable[[], AbstractContextManager],
+        d_steps: int = 1,
+        augment: Sequence[str] = (),
     ) -> None:
+        if d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+        check_policies(augment)
         self.loss = loss
         self.perceptual = perceptual
         self.autocast = autocast
+        self.d_steps = d_steps
+        self.augment = tuple(augment)
 
     def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> dict[str, float]:
         """One step: (1) forward G and S, (2) update D, (3) update G, (4) update S."""
@@ -111,7 +125,8 @@ class ScaleStep:
             u_logits = nets.segmenter(u.u, u.u_prev, u.z_u) if nets.segmenter is not None and u is not None else None
         logs = {}
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
-        logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
+        for _ in range(self.d_steps):
+            logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
         # 3. generator: adversarial + reconstruction + feature matching + perceptual
         logs.update(self._generator_step(nets, g, fake))
         # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
@@ -121,6 +136,7 @@ class ScaleStep:
 
     # ---- players ----------------------------------------------------------------
     def _disc(self, nets: ScaleNets, image: Tensor, mask: Tensor) -> losses.DiscOutput:
+        image, mask = diff_augment([image, mask], self.augment)
         return nets.discriminator(image, mask)
 
     def _discriminator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor, s_logits: Tensor | None,
@@ -152,15 +168,21 @@ class ScaleStep:
     def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> dict[str, float]:
         w = self.loss
         with self.autocast():
-            fake_out = self._disc(nets, fake, g.y)
+            # one augmentation for both pairs: feature matching compares the same places
+            fake_a, real_a, y_a = diff_augment([fake, g.x, g.y], self.augment)
+            fake_out = nets.discriminator(fake_a, y_a)
             with torch.no_grad():
-                real_out = self._disc(nets, g.x, g.y)
+                real_out = nets.discriminator(real_a, y_a)
             adv = losses.adversarial(fake_out, True, w.adversarial, False)
             feat = losses.feature_matching(real_out, fake_out)
-            rec_img = nets.generator(g.y, torch.zeros_like(g.z), g.up_rec)  # fixed noise map (eq. 3)
-            rec = losses.reconstruction(rec_img.float(), g.x.float())
-            total = adv + w.rec * rec + w.feat * feat
-            logs = {"g_adv": adv.item(), "g_rec": rec.item(), "g_feat": feat.item()}
+            total = adv + w.feat * feat
+            logs = {"g_adv": adv.item(), "g_feat": feat.item()}
+            if g.rec:
+                z_rec = torch.zeros_like(g.z) if g.z_rec is None else g.z_rec  # fixed noise map (eq. 3)
+                rec_img = nets.generator(g.y, z_rec, g.up_rec)
+                rec = losses.reconstruction(rec_img.float(), g.x.float(), w.rec_downsample)
+                total = total + w.rec * rec
+                logs["g_rec"] = rec.item()
             if self.perceptual is not None:
                 perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc

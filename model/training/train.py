@@ -6,6 +6,11 @@ and every ``checkpoint_every`` steps a resumable ``state.pt`` is written; ``resu
 continues from it exactly (same scale, step, weights, optimiser state and RNG streams).
 With ``nproc`` > 1 (or under torchrun) it trains data-parallel on several processes
 (:mod:`model.training.distributed`): rank 0 reports and writes, every rank draws its own crops.
+
+Every finished scale is also a small serving file, ``scales/scale{n}.pt``, whose metadata
+says how many scales are trained; ``init_from`` starts a new run at the next unfinished
+scale of such a file (on another machine too). Each scale draws from random streams seeded
+by (seed, scale), so a run continued from a float32 partial file equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 
 from model import report
-from model.checkpoint import atomic_save, save_model
+from model.checkpoint import atomic_save, load_scales, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
 from model.device import resolve_device
 from model.nets.discriminator import PyramidDiscriminator
@@ -72,6 +77,8 @@ def train(
     *,
     name: str,
     resume: bool = False,
+    init_from: str | Path | None = None,
+    init_scales: int | None = None,
     eval_images: list[np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -87,6 +94,10 @@ def train(
         out_dir: run directory: config.json, metrics.jsonl, losses.png, samples/, state.pt, model.pt.
         name: model name stored in the serving file.
         resume: continue from ``out_dir/state.pt``; without it an existing state is an error.
+            An existing state takes precedence over ``init_from``.
+        init_from: a (partly) trained serving file of the same generator and segmenter
+            config: its trained scales are reused frozen and training starts at the next one.
+        init_scales: reuse only this many of its coarsest scales (default: all it trained).
         eval_images: ``ssl`` + ``transductive``: evaluation images added to the unlabelled pool.
         metadata: extra provenance stored in the serving file (command, preset, data source...).
         on_progress: called after every step with a :class:`Progress`.
@@ -106,15 +117,17 @@ def train(
         if (out / "state.pt").exists() and not resume:
             raise ValueError(f"{out} already holds a training state; pass --resume or choose another output folder")
     args = (model_cfg, train_cfg, dataset, out, name, eval_images, metadata or {})
+    init = (init_from, init_scales)
     callbacks = (on_progress, should_stop, progress_bar)
     if ctx is not None or nproc == 1:
-        return _run_rank(*args, resume, ctx or distributed.SINGLE, callbacks)
+        return _run_rank(*args, resume, init, ctx or distributed.SINGLE, callbacks)
     distributed.check_nproc(nproc, resolve_device(train_cfg.device))
     kwargs = {"model_cfg": model_cfg, "train_cfg": train_cfg, "dataset": dataset, "out_dir": out,
-              "name": name, "resume": resume, "eval_images": eval_images, "metadata": metadata}
+              "name": name, "resume": resume, "init_from": init_from, "init_scales": init_scales,
+              "eval_images": eval_images, "metadata": metadata}
     launch = distributed.Launch(nproc, train, kwargs)
     try:
-        result = _run_rank(*args, resume, launch.ctx, callbacks)
+        result = _run_rank(*args, resume, init, launch.ctx, callbacks)
     except BaseException:
         launch.terminate()
         raise
@@ -124,12 +137,14 @@ def train(
 
 def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, out: Path, name: str,
               eval_images: list[np.ndarray] | None, metadata: dict[str, Any], resume: bool,
-              ctx: distributed.DistContext, callbacks: tuple[Any, Any, bool]) -> TrainResult:
+              init: tuple[str | Path | None, int | None], ctx: distributed.DistContext, callbacks: tuple[Any, Any, bool]) -> TrainResult:
     """This process's part: rank 0 gets the callbacks and writes; the others only train."""
     trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata, ctx)
     try:
         if resume and (out / "state.pt").exists():
             trainer.load_state(out / "state.pt")
+        elif init[0] is not None:
+            trainer.init_from(Path(init[0]), init[1])
         result = trainer.run(*callbacks) if ctx.main else trainer.run(None, None, False)
     except BaseException:
         distributed.shutdown(ctx, wait=False)
@@ -190,7 +205,7 @@ class Trainer:
         )
         self.gen = torch.Generator().manual_seed(seed)  # noise, crops, pseudo-label choice
         self.batches = BatchMaker(self)
-        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast)
+        self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast, cfg.d_steps, cfg.augment)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
         self.log = report.MetricsLog(out / "metrics.jsonl")
@@ -286,8 +301,19 @@ class Trainer:
 
     def _begin_scale(self, n: int) -> None:
         if self.step == 0:  # mean over the ranks' crops: the same amplitude everywhere
+            self._seed_scale()
             self.generator.noise_amp[n] = distributed.mean(self.batches.noise_amplitude(n), self.dist, self.device)
         self.nets = self._make_nets(n)
+
+    def _seed_scale(self) -> None:
+        """Seed every random stream by (seed, scale): a scale's draws do not depend on how
+        the coarser scales were reached (trained here or read with ``init_from``)."""
+        key = (self.cfg.seed + self.dist.rank) * 1_000_003 + self.rank  # every process its own draws
+        torch.manual_seed(key)
+        self.gen.manual_seed(key)
+        self.sampler.reseed(key)
+        if self.unlabeled_sampler is not None:
+            self.unlabeled_sampler.reseed(key + 1)
 
     def _one_step(self, n: int) -> dict[str, float]:
         assert self.nets is not None
@@ -306,6 +332,9 @@ class Trainer:
         self.step = 0
         self.save_state()
         if self.dist.main:
+            if self.rank < self.num_scales:  # a partial serving file: continue with init_from
+                save_model(self.out / "scales" / f"scale{n}.pt", self.generator, self.segmenter,
+                           self.model_cfg, self.dataset.classes, self._metadata())
             report.plot_losses(self.log.read(), self.out / "losses.png")
 
     # ---- reporting ----------------------------------------------------------------
@@ -412,7 +441,17 @@ class Trainer:
         if self.dist.main:
             self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
 
-    def _export(self) -> Path:
+    def init_from(self, path: Path, scales: int | None) -> None:
+        """Reuse the trained coarse scales of a serving file; training starts after them."""
+        scales = load_scales(path, self.generator, self.segmenter, self.model_cfg, self.dataset.classes, scales)
+        self.rank, self.step = scales, 0
+        for r in range(scales):
+            self._freeze(self.scale_of(r))
+        self.extra_metadata = {**self.extra_metadata, "init_from": {"file": str(path), "scales": scales}}
+        log.info("reusing the %d coarsest scale(s) of %s; training starts at scale %d",
+                 scales, path, self.scale_of(scales))
+
+    def _metadata(self) -> dict[str, Any]:
         meta = {
             "name": self.name, "mode": self.cfg.mode, "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "train_config": to_dict(self.cfg), "steps_per_scale": self.cfg.steps_per_scale,
@@ -422,7 +461,11 @@ class Trainer:
             "processes": self.dist.world,
             "dataset": {"root": self.dataset.root, "names": list(self.labeled.names),
                         "classes": self.dataset.classes.name},
+            "scales_trained": self.rank,
         }
         meta.update(self.extra_metadata)
+        return meta
+
+    def _export(self) -> Path:
         return save_model(self.out / "model.pt", self.generator, self.segmenter, self.model_cfg,
-                          self.dataset.classes, meta)
+                          self.dataset.classes, self._metadata())

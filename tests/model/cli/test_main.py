@@ -40,6 +40,24 @@ def test_resume_flag_is_required_for_an_existing_run(synthetic_dataset_dir: Path
     assert err.startswith("histosynth: error:") and "--resume" in err and err.count("\n") == 1
 
 
+def test_init_from_a_partial_file_and_partial_files_do_not_serve(
+        synthetic_dataset_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["train", "--data", str(synthetic_dataset_dir), "--preset", "tiny", "--steps", "1"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    partial = tmp_path / "a" / "scales" / "scale1.pt"
+    small = tmp_path / "scale1-fp16.pt"
+    assert main(["package", "--model", str(partial), "--out", str(small)]) == 0
+    assert "partly trained: 2 of 3 scales" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "b"), "--init-from", str(small)]) == 0
+    config = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])
+    assert config["scale"] == 0
+    mask = synthetic_dataset_dir / "masks" / "tile0.png"
+    capsys.readouterr()
+    assert main(["generate", "--model", str(partial), "--mask", str(mask), "--out", str(tmp_path)]) == 2
+    assert "partly trained (2 of 3 scales)" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "c"), "--init-scales", "1"]) == 2
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

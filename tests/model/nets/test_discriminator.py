@@ -85,3 +85,20 @@ def test_pyramid_discriminator_indexed_by_scale() -> None:
     assert len(d) == 3 and isinstance(d[2], MultiScaleDiscriminator)
     out = d(1, torch.randn(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     assert len(out) == 3
+
+
+def test_spectral_norm_bounds_every_conv() -> None:
+    cfg = DiscriminatorConfig(base_width=8, max_width=16, num_layers=2, num_views=2, weight_norm="spectral")
+    d = MultiScaleDiscriminator(2, cfg)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(c, "weight") for c in convs)
+    for _ in range(30):  # power iterations converge in training mode
+        d(torch.randn(2, 3, 32, 32), torch.rand(2, 2, 32, 32))
+    d.eval()
+    for c in convs:
+        sigma = torch.linalg.matrix_norm(c.weight.detach().flatten(1), ord=2)
+        assert float(sigma) <= 1.05
+    plain = MultiScaleDiscriminator(2, DiscriminatorConfig(base_width=8, max_width=16, num_layers=2, num_views=2))
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
+    with pytest.raises(ValueError, match="weight_norm"):
+        MultiScaleDiscriminator(2, DiscriminatorConfig(weight_norm="weight"))  # type: ignore[arg-type]

@@ -14,9 +14,9 @@ from model.nets.fuse import BorderReflectConv2d, fuse_for_inference, set_tile, t
 from model.nets.generator import PyramidGenerator, ScaleGenerator
 
 
-def _generator() -> PyramidGenerator:
+def _generator(**options: str) -> PyramidGenerator:
     torch.manual_seed(0)
-    gen = GeneratorConfig(base_width=8, max_width=8, width_doubling=4, num_blocks=3)
+    gen = GeneratorConfig(base_width=8, max_width=8, width_doubling=4, num_blocks=3, **options)  # type: ignore[arg-type]
     g = PyramidGenerator(ModelConfig(num_classes=3, num_scales=3, generator=gen)).eval()
     for m in g.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -39,8 +39,10 @@ def _run(g: PyramidGenerator, h: int, w: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("tile", [None, 24])
-def test_fused_generator_matches_the_trained_one(tile: int | None) -> None:
-    g = _generator()
+@pytest.mark.parametrize("options", [{}, {"mask_input": "concat", "norm": "none", "output": "tanh"},
+                                     {"mask_input": "concat"}])
+def test_fused_generator_matches_the_trained_one(tile: int | None, options: dict[str, str]) -> None:
+    g = _generator(**options)
     fused = fuse_for_inference(copy.deepcopy(g), tile=tile)
     assert all(m.tile == tile for m in fused.modules() if isinstance(m, ScaleGenerator))
     assert any(isinstance(m, BorderReflectConv2d) for m in fused.modules())

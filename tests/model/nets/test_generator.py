@@ -130,3 +130,53 @@ def test_coarsest_rejects_a_coarser_image() -> None:
     y = torch.zeros(1, 2, 4, 4)
     with pytest.raises(ValueError, match="coarsest"):
         gen(y, torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4))
+
+
+# ---- recipe options (issue 10) ------------------------------------------------------------
+def _scale(**changes: object) -> ScaleGenerator:
+    cfg = GeneratorConfig(base_width=4, max_width=8, num_blocks=2, **changes)  # type: ignore[arg-type]
+    return ScaleGenerator(3, 4, cfg, coarsest=False).eval()
+
+
+def test_concat_feeds_the_mask_to_every_conv() -> None:
+    g = _scale(mask_input="concat", norm="none")
+    convs = [m for m in g.phi.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.in_channels for c in convs] == [3 + 3, 4 + 3, 4 + 3]  # input, then width + K twice
+    y = one_hot(torch.randint(0, 3, (1, 8, 8)), 3)
+    z, prev = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    # the mask alone (past the first block) changes the output: zero the first block's mask weights
+    with torch.no_grad():
+        convs[0].weight[:, :3] = 0
+    assert not torch.allclose(g(y, z, prev), g(torch.roll(y, 1, dims=1), z, prev))
+
+
+def test_input_mask_leaves_plain_stack() -> None:
+    g = _scale()
+    assert isinstance(g.phi, torch.nn.Sequential)
+    assert [m.in_channels for m in g.phi.modules() if isinstance(m, torch.nn.Conv2d)] == [6, 4, 4]
+
+
+def test_tanh_output_is_bounded_and_keeps_the_coarser_image() -> None:
+    y = one_hot(torch.randint(0, 3, (2, 8, 8)), 3)
+    prev = 3 * torch.randn(2, 3, 8, 8)  # far out of range
+    bounded = _scale(output="tanh")
+    with torch.no_grad():
+        for p in bounded.phi.parameters():
+            p.mul_(50)
+    out = bounded(y, torch.randn(2, 3, 8, 8), prev)
+    assert out.abs().max() <= 1.0
+    residual = _scale(output="residual")
+    assert residual(y, torch.zeros(2, 3, 8, 8), prev).abs().max() > 1.0
+    identity = _scale(output="tanh")
+    with torch.no_grad():
+        for p in identity.phi.parameters():
+            p.zero_()
+    inside = prev.clamp(-0.9, 0.9)
+    assert torch.allclose(identity(y, torch.zeros(2, 3, 8, 8), inside), inside, atol=1e-5)
+
+
+def test_unknown_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="mask_input"):
+        _scale(mask_input="spade")
+    with pytest.raises(ValueError, match="output"):
+        _scale(output="clip")

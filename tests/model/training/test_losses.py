@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.config import AdvLoss
+from model.config import AdvLoss, LossConfig
+from model.training import losses
 from model.training.losses import (
     DiscOutput,
     PerceptualLoss,
@@ -175,3 +176,23 @@ def test_load_errors_name_the_file(case: int, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=match) as info:
         load_perceptual(str(path))
     assert str(path) in str(info.value)
+
+
+def test_reconstruction_on_a_downsampled_output_ignores_positions_inside_a_block() -> None:
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 0, 0] = 1.0  # a "nucleus" in the top-left 2x2 block
+    moved = torch.zeros(1, 1, 4, 4)
+    moved[0, 0, 1, 1] = 1.0  # same block, other pixel
+    assert losses.reconstruction(moved, target) > 0
+    assert float(losses.reconstruction(moved, target, downsample=2)) == 0.0
+    with pytest.raises(ValueError, match="rec_downsample"):
+        losses.reconstruction(moved, target, downsample=0)
+
+
+@pytest.mark.parametrize(
+    ("where", "rec", "active"),
+    [("all", 1.0, [True] * 5), ("coarse", 1.0, [False, False, False, True, True]), ("all", 0.0, [False] * 5)],
+)
+def test_reconstruction_scales(where: str, rec: float, active: list[bool]) -> None:
+    cfg = LossConfig(rec=rec, rec_where=where, rec_scales=2)  # type: ignore[arg-type]
+    assert [cfg.rec_active(n, 5) for n in range(5)] == active

@@ -82,6 +82,91 @@ def test_resume_is_exact(dataset, tmp_path: Path) -> None:
     assert strip == [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_b]
 
 
+def _same_weights(a_path: Path, b_path: Path) -> None:
+    a, b = read_payload(a_path), read_payload(b_path)
+    for part in ("generator", "segmenter"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs"
+
+
+def test_each_finished_scale_is_a_partial_serving_file(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name="p")
+    trained = {n: read_payload(tmp_path / "scales" / f"scale{n}.pt")["metadata"]["scales_trained"] for n in (2, 1)}
+    assert trained == {2: 1, 1: 2} and not (tmp_path / "scales" / "scale0.pt").exists()
+    assert read_payload(result.model_path)["metadata"]["scales_trained"] == 3
+
+
+@pytest.mark.parametrize("stop_scale", [2, 1])
+def test_init_from_continues_at_the_next_scale_and_equals_an_uninterrupted_run(
+        dataset, tmp_path: Path, stop_scale: int) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=3, holdout_steps=1, augment=("translation", "cutout"))
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    seen: list[Progress] = []
+    partial = tmp_path / "a" / "scales" / f"scale{stop_scale}.pt"
+    continued = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", init_from=partial,
+                      on_progress=seen.append)
+    assert seen[0].scale == stop_scale - 1 and seen[0].done_steps == (3 - stop_scale) * 3 + 1
+    _same_weights(straight.model_path, continued.model_path)
+    meta = read_payload(continued.model_path)["metadata"]
+    assert meta["init_from"]["scales"] == 3 - stop_scale and meta["scales_trained"] == 3
+
+
+def test_init_scales_reuses_fewer_scales(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    first = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    other = replace(train_cfg, steps_per_scale=3)
+    seen: list[Progress] = []
+    again = train(model_cfg, other, dataset, tmp_path / "b", name="a", init_from=first.model_path, init_scales=1,
+                  on_progress=seen.append)
+    assert [p.scale for p in seen] == [1, 1, 1, 0, 0, 0]
+    a, b = read_payload(first.model_path)["generator"], read_payload(again.model_path)["generator"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items() if k.startswith("scales.2."))
+    assert not torch.equal(a["scales.0.phi.2.weight"], b["scales.0.phi.2.weight"])
+
+
+@pytest.mark.parametrize(
+    "init_scales,message",
+    [(None, "fully trained"), (0, "reuse 1..3"), (4, "reuse 1..3")],
+)
+def test_init_from_errors(dataset, tmp_path: Path, init_scales: int | None, message: str) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=1)
+    done = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    with pytest.raises(ValueError, match=message):
+        train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path,
+              init_scales=init_scales)
+    wider = replace(model_cfg, **{"generator.base_width": 4})
+    with pytest.raises(ValueError, match="generator or segmenter config"):
+        train(wider, train_cfg, dataset, tmp_path / "c", name="a", init_from=done.model_path, init_scales=1)
+
+
+RECIPE_OPTIONS = {
+    "model": {"generator.norm": "none", "generator.mask_input": "concat", "generator.output": "tanh",
+              "discriminator.weight_norm": "spectral"},
+    "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
+              "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
+              "loss.rec_downsample": 2},
+}
+
+
+def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> None:
+    model_cfg = replace(_cfgs(dataset)[0], **RECIPE_OPTIONS["model"])
+    train_cfg = replace(_cfgs(dataset, steps_per_scale=3, checkpoint_every=2, holdout_steps=1)[1],
+                        **RECIPE_OPTIONS["train"])
+    straight = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [("loss/g_rec" in r) for r in records] == [True] * 3 + [False] * 6  # coarsest scale only
+    calls = {"n": 0}
+
+    def stop_after_four() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 5
+
+    train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_four)
+    resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
+    _same_weights(straight.model_path, resumed.model_path)
+
+
 def test_existing_state_needs_resume(dataset, tmp_path: Path) -> None:
     model_cfg, train_cfg = _cfgs(dataset)
     train(model_cfg, train_cfg, dataset, tmp_path, name="x", should_stop=lambda: True)

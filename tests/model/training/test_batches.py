@@ -1,0 +1,56 @@
+"""Training batches: context of the coarser scales, reconstruction noise, crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.config import PRESETS, replace
+from model.training.data import load_dataset
+from model.training.train import Trainer
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_dataset_dir: Path):
+    return load_dataset(synthetic_dataset_dir)
+
+
+def _trainer(dataset, tmp_path: Path, model: dict | None = None, **train_changes) -> Trainer:
+    tiny = PRESETS["tiny"]
+    model_cfg = replace(tiny.model, num_classes=dataset.classes.num_classes, **(model or {}))
+    return Trainer(model_cfg, replace(tiny.train, **train_changes), dataset, tmp_path, "b", None, {})
+
+
+def test_receptive_context_covers_the_coarser_scales(dataset, tmp_path: Path) -> None:
+    model = {"num_scales": 4, "generator.num_blocks": 4}
+    fixed = _trainer(dataset, tmp_path, model, crop_context=8)
+    receptive = _trainer(dataset, tmp_path, model, crop_context=8, coarse_context="receptive")
+    assert fixed.batches.context(0) == 8
+    assert receptive.batches.context(0) == 6 * (2 + 4 + 8)  # (blocks + 2) px at scales 1..3
+    assert receptive.batches.context(2) == max(8, 6 * 8)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "receptive", "tile"])
+def test_crops_keep_their_size_with_every_context(dataset, tmp_path: Path, mode: str) -> None:
+    t = _trainer(dataset, tmp_path, tile_size=64, crop_size=16, coarse_context=mode)
+    t.rank = 2
+    batch = t.batches.make(0).gen
+    assert batch.x.shape[-2:] == (16, 16) and batch.up_fake is not None and batch.up_fake.shape[-2:] == (16, 16)
+
+
+def test_fixed_reconstruction_noise_is_the_same_draw_every_step(dataset, tmp_path: Path) -> None:
+    zeros = _trainer(dataset, tmp_path).batches.rec_noise(0, (2, 3, 8, 8))
+    assert not zeros.any()
+    fixed = _trainer(dataset, tmp_path, **{"loss.rec_noise": "fixed"}).batches
+    a, b = fixed.rec_noise(0, (2, 3, 8, 8)), fixed.rec_noise(0, (2, 3, 8, 8))
+    assert torch.equal(a, b) and 0.5 < float(a.std()) < 1.5
+    assert not torch.equal(a, fixed.rec_noise(1, (2, 3, 8, 8)))
+
+
+def test_no_reconstruction_pass_where_the_term_is_off(dataset, tmp_path: Path) -> None:
+    t = _trainer(dataset, tmp_path, **{"loss.rec_where": "coarse", "loss.rec_scales": 1})
+    t.rank = 1
+    batch = t.batches.make(1).gen
+    assert not batch.rec and batch.up_rec is None and batch.z_rec is None
