@@ -130,7 +130,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.init_scales is not None and not args.init_from:
         raise ValueError("--init-scales needs --init-from")
     result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
-    result = train(model_cfg, train_cfg, dataset, args.out, name=name, resume=args.resume,
                    init_from=args.init_from, init_scales=args.init_scales, eval_images=eval_images,
                    metadata=metadata, progress_bar=True, nproc=args.nproc)
     if result.model_path is None:
