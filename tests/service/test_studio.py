@@ -49,6 +49,7 @@ def studio_server(
         service_root / "studio", tiny_model_path, bundled_models=REPO / "models",
         default_model=DEMO, api_key=API_KEY, redis_url=redis_url, job_retries=0,
         max_pixels=2048 * 2048, max_upload_bytes=16 * 2**20, min_mask_side=MIN_SIDE,
+        max_generate_pixels=4 * 1024 * 1024,  # n=2 at 1024 and the relabel rerun
     )
     masks = settings.data_root / "small-masks"
     masks.mkdir(parents=True, exist_ok=True)
