@@ -134,6 +134,10 @@ class LossConfig:
             ``fixed`` random map z* (the same draw every step, so the pass looks like a noisy one).
         feat: beta, feature matching (L1 over D features, eq. 4).
         perc: gamma, VGG19 perceptual loss; off when no weights file is configured.
+        diversity: weight of the mode-seeking term (MSGAN, DSGAN): G is rewarded for
+            |G(z1) - G(z2)| / |z1 - z2| (this scale's noise; same mask and coarser image), so it
+            cannot ignore its noise and every variant look the same. 0 turns it off.
+        diversity_cap: the ratio stops earning reward above this (unbounded reward diverges).
         ce: alpha', cross-entropy of S on real labelled pairs.
         ce_synthetic: cross-entropy weight of synthetic pairs once they reach S.
         adv_s: weight of S's adversarial term (joint and ssl modes).
@@ -147,6 +151,8 @@ class LossConfig:
     rec_noise: RecNoise = "zeros"
     feat: float = 10.0
     perc: float = 10.0
+    diversity: float = 0.0
+    diversity_cap: float = 1.0
     ce: float = 1.0
     ce_synthetic: float = 0.03
     adv_s: float = 1.0
@@ -290,6 +296,29 @@ PRESETS: dict[str, Preset] = {
                           holdout_steps=150, batch_sizes=(6, 4, 4, 3, 3), lr_g=2e-4, lr_d=2e-4,
                           augment=("translation", "cutout"), checkpoint_every=50,
                           loss=LossConfig(rec=10.0, rec_where="coarse", rec_scales=2, rec_noise="fixed")),
+    ),
+    # The fine scales of the realism recipe (issue 10, EXPERIMENTS.md "Realism recipe"): start
+    # from a `realistic` file whose coarse scales are trained (--init-from RUN/scales/scale2.pt)
+    # and train scales 1 and 0 with the adversarial term in charge of texture: no feature
+    # matching (a paired regression that averaged nuclei away), reconstruction at every scale
+    # but on 8x8-pooled images (it anchors colour and layout, not nuclei positions), noise as
+    # strong as the detail the coarser scales miss (factor 1.0 instead of SinGAN's 0.1), and a
+    # discriminator without spectral norm at G's learning rate of 5e-4 (with spectral norm or
+    # lr_g = 2e-4, G stayed smooth for hundreds of steps). Same G and S as `realistic`.
+    "realistic-fine": Preset(
+        model=ModelConfig(
+            num_scales=5,
+            generator=GeneratorConfig(norm="none", mask_input="concat", output="tanh"),
+            discriminator=DiscriminatorConfig(base_width=32, max_width=128, num_views=2),
+            segmenter=SegmenterConfig(first_width=32, growth_rate=8, down_layers=(3, 3, 3, 3),
+                                      bottleneck_layers=3),
+        ),
+        train=TrainConfig(tile_size=512, crop_size=128, coarse_context="receptive", steps_per_scale=600,
+                          holdout_steps=150, batch_sizes=(6, 4, 4, 3, 3), lr_g=5e-4, lr_d=5e-4,
+                          noise_amp_factor=1.0, augment=("translation", "cutout"), checkpoint_every=50,
+                          sample_every=100,
+                          loss=LossConfig(rec=10.0, rec_where="all", rec_downsample=8, rec_noise="fixed",
+                                          feat=0.0)),
     ),
     # Section 3.4 of the paper, for a GPU.
     "paper": Preset(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.arguments import csv_ints, csv_list, resolve_model
+from model.config import PRESETS
 from model.errors import run
 
 __all__ = ["build_configs", "build_parser", "main", "run"]  # run: service.cli dispatches through it
@@ -43,7 +44,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--arch", default="ours", choices=ARCHS,
                    help="ours (default) or a baseline of the paper's comparisons")
     p.add_argument("--preset", default="tiny",
-                   help="tiny | base | demo | realistic | paper (default: tiny); baselines: tiny | small | paper")
+                   help=f"{' | '.join(PRESETS)} (default: tiny); baselines: tiny | small | paper")
     p.add_argument("--mode", choices=["generate", "joint", "ssl"], help="default: the preset's (joint)")
     p.add_argument("--scales", type=int, help="number of scales N+1")
     p.add_argument("--steps", type=int, help="optimisation steps per scale")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -96,6 +97,23 @@ def reconstruction(x: Tensor, target: Tensor, downsample: int = 1) -> Tensor:
     if downsample > 1:
         x, target = F.avg_pool2d(x, downsample, ceil_mode=True), F.avg_pool2d(target, downsample, ceil_mode=True)
     return F.mse_loss(x, target)
+
+
+def mode_seeking_ratio(generator: Callable[..., Tensor], y: Tensor, z: Tensor, up: Tensor, fake: Tensor
+                       ) -> Tensor:
+    """|G(z) - G(z')| / |z - z'| with z' = z turned by 180 degrees (MSGAN's mode-seeking term).
+
+    The turned map is a second draw from the same i.i.d. distribution that costs no random
+    numbers (the training streams stay as they were) and works at batch size 1.
+
+    Args:
+        generator: G_n, called as ``generator(y, z, up)``.
+        y: (B, K, h, w) mask; z: (B, C, h, w) scaled noise; up: (B, 3, h, w) coarser image.
+        fake: ``generator(y, z, up)``, already computed.
+    """
+    z2 = torch.flip(z, dims=(-2, -1))
+    fake2 = generator(y, z2, up)
+    return (fake - fake2).abs().mean() / (z - z2).abs().mean().clamp_min(1e-8)
 
 
 def cross_entropy(logits: Tensor, labels: Tensor, weight: float = 1.0) -> Tensor:

@@ -183,6 +183,10 @@ class ScaleStep:
                 rec = losses.reconstruction(rec_img.float(), g.x.float(), w.rec_downsample)
                 total = total + w.rec * rec
                 logs["g_rec"] = rec.item()
+            if w.diversity > 0 and g.up_fake is not None:
+                ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)
+                total = total - w.diversity * ratio.clamp(max=w.diversity_cap)
+                logs["g_div"] = ratio.item()
             if self.perceptual is not None:
                 perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc

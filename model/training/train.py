@@ -293,6 +293,8 @@ class Trainer:
                         self._report(self._progress(n, logs, start_done), bar, on_progress)
                     if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps_per_scale:
                         self.save_state()
+                    if self.dist.main and self.step % self.cfg.sample_every == 0 and self.step < self.cfg.steps_per_scale:
+                        self._samples(n, self.step)
                 self._end_scale(n)
         finally:
             if bar is not None:
@@ -365,9 +367,17 @@ class Trainer:
         return tqdm(total=self.total_steps, initial=self.rank * self.cfg.steps_per_scale + self.step,
                     unit="step", dynamic_ncols=True)
 
-    def _samples(self, n: int) -> None:
-        grid = self.batches.sample_grid(n)
-        report.save_png(grid, self.out / "samples" / f"scale{n}.png")
+    def _samples(self, n: int, step: int | None = None) -> None:
+        """The sample grid of scale n: ``scale{n}.png`` at its end, ``scale{n}-step{k}.png`` during it."""
+        g = self.generator.scales[n]
+        was_training = g.training
+        g.eval()  # BatchNorm, if any, draws with its running statistics as at inference
+        try:
+            grid = self.batches.sample_grid(n)
+        finally:
+            g.train(was_training)
+        name = f"scale{n}.png" if step is None else f"scale{n}-step{step}.png"
+        report.save_png(grid, self.out / "samples" / name)
 
     def _perceptual_note(self) -> str:
         if self.perceptual is None:

@@ -196,3 +196,18 @@ def test_reconstruction_on_a_downsampled_output_ignores_positions_inside_a_block
 def test_reconstruction_scales(where: str, rec: float, active: list[bool]) -> None:
     cfg = LossConfig(rec=rec, rec_where=where, rec_scales=2)  # type: ignore[arg-type]
     assert [cfg.rec_active(n, 5) for n in range(5)] == active
+
+
+def test_mode_seeking_ratio_is_zero_when_g_ignores_noise_and_grows_when_it_passes_it() -> None:
+    y, up = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    z = torch.randn(2, 3, 8, 8)
+
+    def blind(y: torch.Tensor, z: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return up + y.mean(1, keepdim=True)
+
+    def passes(y: torch.Tensor, z: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return up + 0.5 * z
+
+    assert losses.mode_seeking_ratio(blind, y, z, up, blind(y, z, up)).item() == 0.0
+    assert losses.mode_seeking_ratio(passes, y, z, up, passes(y, z, up)).item() == pytest.approx(0.5)
+
