@@ -26,11 +26,14 @@ def tool(name: str) -> str:
     return found
 
 
-def compose_config(*files: str) -> dict:
+DEFAULT_REDIS_URL = "redis://:histosynth-redis-secret@redis:6379/0"
+
+
+def compose_config(*files: str, **extra_env: str) -> dict:
     args = [tool("docker-compose")]
     for f in files:
         args += ["-f", str(DOCKER / f)]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO)}  # a minimal environment, no .env needed
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(REPO), **extra_env}  # a minimal environment, no .env needed
     out = subprocess.run([*args, "config"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
@@ -45,7 +48,7 @@ def test_compose_config_is_valid() -> None:
     for name in ("api", "worker", "redis", "minio"):
         assert services[name]["healthcheck"]["test"], name
     assert services["api"]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
-    assert services["worker"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["worker"]["environment"]["REDIS_URL"] == DEFAULT_REDIS_URL
     assert any(v["target"] == "/models" for v in services["worker"]["volumes"])
 
 
@@ -66,5 +69,15 @@ def test_multigpu_override_adds_a_trainer_with_every_gpu() -> None:
     assert services["worker"]["command"][-1] == "augment" and services["trainer"]["command"][-1] == "train"
     gpu = services["trainer"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["count"] == -1 or gpu["count"] == "all"
-    assert services["trainer"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["trainer"]["environment"]["REDIS_URL"] == DEFAULT_REDIS_URL
     assert services["trainer"]["shm_size"]
+
+
+def test_redis_requires_the_password_the_apps_use() -> None:
+    services = compose_config("compose.yml", REDIS_PASSWORD="s3cret")["services"]
+    redis = services["redis"]
+    assert redis["environment"]["REDIS_PASSWORD"] == "s3cret" == redis["environment"]["REDISCLI_AUTH"]
+    assert "--requirepass" in redis["command"][-1] and "s3cret" not in redis["command"][-1]
+    assert "ports" not in redis  # not published on the host
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["REDIS_URL"] == "redis://:s3cret@redis:6379/0"
