@@ -165,6 +165,7 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
         raise ValueError(f"crop_size {train_cfg.crop_size} must be a multiple of 8 and at least 16")
     if not dataset.images:
         raise ValueError("the dataset has no labelled images")
+    train_cfg.lr_factor(0)  # checks lr_decay
 
 
 def adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -320,10 +321,22 @@ class Trainer:
     def _one_step(self, n: int) -> dict[str, float]:
         assert self.nets is not None
         use_synthetic = self.cfg.mode != "generate" and self.step >= self.cfg.holdout_steps
+        self._set_learning_rates()
         batch = self.batches.make(n, use_synthetic)
         logs = self.step_fn.run(self.nets, batch, use_synthetic)
         self.step += 1
         return logs
+
+    def _set_learning_rates(self) -> None:
+        """The configured rates times ``lr_decay``'s factor for this step (a function of the step:
+        resuming needs no scheduler state)."""
+        assert self.nets is not None
+        factor = self.cfg.lr_factor(self.step)
+        pairs = [(self.nets.opt_g, self.cfg.lr_g), (self.nets.opt_d, self.cfg.lr_d), (self.nets.opt_s, self.cfg.lr_s)]
+        for opt, base in pairs:
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
 
     def _end_scale(self, n: int) -> None:
         self._freeze(n)

@@ -145,7 +145,8 @@ RECIPE_OPTIONS = {
               "discriminator.weight_norm": "spectral"},
     "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
-              "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "sample_every": 2},
+              "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "sample_every": 2,
+              "lr_decay": 1.0},
 }
 
 
@@ -162,11 +163,18 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
         assert (tmp_path / "a" / "samples" / f"scale{n}.png").is_file()
     calls = {"n": 0}
 
-    def stop_after_four() -> bool:
+    def stop_after_five() -> bool:
         calls["n"] += 1
-        return calls["n"] == 5
+        return calls["n"] == 6
 
-    train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_four)
+    train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_five)
+    state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)  # stopped before step 2 of scale 1
+    assert state["step"] == 2
+    lrs = {name: opt["param_groups"][0]["lr"] for name, opt in state["opt"].items()}
+    factor = train_cfg.lr_factor(1)  # the rates of the last update made (step 1): decayed
+    assert factor < 1
+    for name, base in (("g", train_cfg.lr_g), ("d", train_cfg.lr_d), ("s", train_cfg.lr_s)):
+        assert lrs[name] == pytest.approx(base * factor)
     resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
     _same_weights(straight.model_path, resumed.model_path)
 
@@ -193,6 +201,7 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"num_classes": 5}, "classes"),
         ({"tile_size": 62}, "multiple"),
         ({"mode": "ssl"}, "unlabelled"),
+        ({"lr_decay": -0.1}, "lr_decay"),
     ],
 )
 def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
