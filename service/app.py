@@ -22,7 +22,7 @@ from service.deps import require_api_key
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
 from service.registry import ModelRegistry
-from service.routes import generate, health, jobs, masks, models, pairs, segment, studio
+from service.routes import generate, health, images, jobs, masks, models, pairs, segment, studio
 from service.settings import ServiceSettings, get_settings
 from worker.models import ModelStore
 
@@ -84,7 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     # outermost: a request without a valid key is refused before any limit or body read;
     # the studio page and its files (/, /static) need no key: they hold no secret
-    modules = (generate, segment, masks, models, jobs, pairs, health, studio)
+    modules = (generate, segment, masks, images, models, jobs, pairs, health, studio)
     routers = [module.router for module in modules]
     keyed = [router for router in routers if needs_key(router, require_api_key)]
     app.add_middleware(ApiKeyMiddleware, routers=keyed, api_key=settings.api_key)

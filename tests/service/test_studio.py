@@ -345,6 +345,20 @@ def test_segment_a_tile_see_the_legend_and_edit_it(
     assert set(canvas_colours(browser)) <= set(COLOURS.values())
 
 
+def test_a_tiff_tile_is_shown_through_the_server(browser: Any, studio_server: LiveServer, tmp_path: Path) -> None:
+    """Chromium cannot display a TIFF: the page shows the server's PNG of it under the classes."""
+    tile = tmp_path / "tile.tif"
+    Image.fromarray(synthetic_tile(3, size=256)[0]).save(tile)
+    open_studio(browser, studio_server, "segment")
+    by(browser, "#segment-file").send_keys(str(tile))
+    by(browser, "#segment").click()
+    wait_until(browser, lambda b: len(all_by(b, "#segment-legend li")) == 4, "the class legend")
+    image = by(browser, "#segment-image")
+    wait_until(browser, lambda b: image.is_displayed() and loaded(b, [image]), "the converted tile")
+    assert browser.execute_script("return arguments[0].naturalWidth", image) == 256
+    assert browser.execute_script("return arguments[0].src", image).startswith("blob:")
+
+
 # ---- jobs --------------------------------------------------------------------------------------
 def test_run_an_augmentation_job_to_100_percent_and_cancel_one(
     browser: Any, studio_server: LiveServer, redis_conn: Any, rq_worker: Any

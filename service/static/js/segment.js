@@ -35,14 +35,24 @@ export class SegmentPanel {
       this.urls = [URL.createObjectURL(file), URL.createObjectURL(blob)];
       const [image, overlay] = [$("#segment-image"), $("#segment-overlay")];
       image.hidden = false;
-      const shown = load(image, this.urls[0]).catch(() => {
-        image.hidden = true; // e.g. a TIFF: the browser cannot show it, the classes still show
-      });
+      const shown = load(image, this.urls[0]).catch(() => this.showConverted(image, file));
       await Promise.all([shown, load(overlay, this.urls[1])]);
       this.mask = fromColorPixels(pixelsOf(overlay), this.studio.palette);
       this.showLegend();
       $("#segment-result").hidden = false;
     });
+  }
+
+  // A file the browser cannot display (e.g. a TIFF): the server's PNG of the same pixels.
+  async showConverted(image, file) {
+    try {
+      const response = await api.postForm("/images/convert", { image: file }, { image: file.name });
+      const url = URL.createObjectURL(await response.blob());
+      this.urls.push(url);
+      await load(image, url);
+    } catch {
+      image.hidden = true; // the classes and the legend still show
+    }
   }
 
   showLegend() {
