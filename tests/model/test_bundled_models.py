@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.checkpoint import read_payload
+from model.checkpoint import read_payload, weights_sha256
 from model.pipeline import load_pipeline
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -20,14 +20,19 @@ def test_shipped_model(name: str, classes: int) -> None:
     assert path.is_file(), f"bundled model {path} is missing"
     assert path.stat().st_size <= 25 * 2**20
     meta = read_payload(path)["metadata"]
-    assert meta["name"] == name and meta["mode"] == "joint" and meta["preset"] == "demo"
+    assert meta["name"] == name and meta["mode"] == "joint" and meta["preset"] == "realistic-fine"
+    # the coarse scales come from the committed partial file of the `realistic` preset
+    assert meta["init_from"] == {"file": f"checkpoints/realistic/{name}.pt", "scales": 3}
+    assert (MODELS.parent / meta["init_from"]["file"]).is_file()
     assert meta["held_out"] == HELD_OUT and not set(HELD_OUT) & set(meta["dataset"]["names"])
     assert meta["command"].startswith("histosynth train") and meta["wall_time_s"] > 0
     assert "gleason_grade" in meta["data_provenance"]
     ev = meta["evaluation"]  # a histosynth evaluate report on the held-out tiles
     assert sorted(ev["setup"]["holdout"]) == sorted(HELD_OUT) and ev["setup"]["variants"] == 8
     assert ev["model"]["name"] == name
-    for key in ("mask_consistency", "realism", "diversity", "segmentation"):
+    assert ev["model"]["weights_sha256"] == weights_sha256(path)  # the report is of these weights
+    for key in ("mask_consistency", "realism", "diversity", "segmentation", "two_sample", "nuclei",
+                "independent_judge"):
         assert key in ev, f"evaluation lacks {key}"
     pipe = load_pipeline(path, "cpu")
     assert pipe.classes.num_classes == classes and pipe.config.num_scales == 5
