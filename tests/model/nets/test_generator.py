@@ -150,6 +150,16 @@ def test_concat_feeds_the_mask_to_every_conv() -> None:
     assert not torch.allclose(g(y, z, prev), g(torch.roll(y, 1, dims=1), z, prev))
 
 
+def test_concat_stack_gives_the_same_output_in_either_memory_format() -> None:
+    g = _scale(mask_input="concat", norm="none")
+    x = torch.randn(2, 6, 12, 12)  # mask (3) + noisy coarser image (3)
+    with torch.no_grad():
+        plain = g.phi(x)
+        g.phi.to(memory_format=torch.channels_last)
+        fast = g.phi(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(plain, fast, atol=1e-5)
+
+
 def test_input_mask_leaves_plain_stack() -> None:
     g = _scale()
     assert isinstance(g.phi, torch.nn.Sequential)
