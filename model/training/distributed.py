@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -101,12 +103,23 @@ def init(ctx: DistContext, device: torch.device) -> None:
                             timeout=TIMEOUT)
 
 
-def shutdown(ctx: DistContext, wait: bool = True) -> None:
+def shutdown(ctx: DistContext, wait: bool = True, spawned: Launch | None = None) -> None:
     """Leave the group; ``wait``: together, so no rank tears down its connections while
-    another still works (after a failure the others are not waiting: leave at once)."""
-    if ctx.enabled and dist.is_initialized():
+    another still works (after a failure the others are not waiting: leave at once).
+
+    ``spawned``: the ranks this process launched. This process (rank 0) hosts the group's
+    store, so it waits until they have left and exited before it tears the group down: a
+    rank whose peer's store vanished while it was still leaving could abort in gloo's C++
+    teardown (``terminate called without an active exception``, a failed run).
+    """
+    if not (ctx.enabled and dist.is_initialized()):
+        return
+    try:
         if wait:
             dist.barrier()
+            if spawned is not None:
+                spawned.join()
+    finally:
         dist.destroy_process_group()
 
 
@@ -175,7 +188,17 @@ def _rank_main(env: dict[str, str], rank: int, threads: int, target: Callable[..
     torch.set_num_threads(threads)
     ctx = from_env()
     assert ctx is not None
-    target(dist_ctx=ctx, **kwargs)
+    code = 0
+    try:
+        target(dist_ctx=ctx, **kwargs)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # leave without the interpreter's finalisation: the group is already destroyed, and
+    # C++ destructors of torch's background threads at exit can abort a finished rank
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Launch:

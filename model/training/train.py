@@ -127,7 +127,7 @@ def train(
               "eval_images": eval_images, "metadata": metadata}
     launch = distributed.Launch(nproc, train, kwargs)
     try:
-        result = _run_rank(*args, resume, init, launch.ctx, callbacks)
+        result = _run_rank(*args, resume, init, launch.ctx, callbacks, launch)
     except BaseException:
         launch.terminate()
         raise
@@ -137,8 +137,10 @@ def train(
 
 def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, out: Path, name: str,
               eval_images: list[np.ndarray] | None, metadata: dict[str, Any], resume: bool,
-              init: tuple[str | Path | None, int | None], ctx: distributed.DistContext, callbacks: tuple[Any, Any, bool]) -> TrainResult:
-    """This process's part: rank 0 gets the callbacks and writes; the others only train."""
+              init: tuple[str | Path | None, int | None], ctx: distributed.DistContext, callbacks: tuple[Any, Any, bool],
+              spawned: distributed.Launch | None = None) -> TrainResult:
+    """This process's part: rank 0 gets the callbacks and writes; the others only train.
+    ``spawned``: the ranks this process launched (it leaves the group after them)."""
     trainer = Trainer(model_cfg, train_cfg, dataset, out, name, eval_images, metadata, ctx)
     try:
         if resume and (out / "state.pt").exists():
@@ -149,7 +151,7 @@ def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, 
     except BaseException:
         distributed.shutdown(ctx, wait=False)
         raise
-    distributed.shutdown(ctx)
+    distributed.shutdown(ctx, spawned=spawned)
     return result
 
 
