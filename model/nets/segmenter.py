@@ -47,18 +47,55 @@ class DenseBlock(nn.Module):
         self, in_ch: int, num_layers: int, growth: int, dropout: float, keep_input: bool
     ) -> None:
         super().__init__()
-        self.keep_input = keep_input
+        self.keep_input, self.growth = keep_input, growth
         self.layers = nn.ModuleList(
             DenseLayer(in_ch + i * growth, growth, dropout) for i in range(num_layers)
         )
         self.out_ch = (in_ch if keep_input else 0) + num_layers * growth
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.training and not torch.is_grad_enabled():
+            return self._forward_frozen(x)
         new: list[Tensor] = []
         for layer in self.layers:
             out = layer(torch.cat([x, *new], dim=1))  # (B, growth, H, W)
             new.append(out)
         return torch.cat([x, *new] if self.keep_input else new, dim=1)
+
+    def _forward_frozen(self, x: Tensor) -> Tensor:
+        """Inference (eval mode, no autograd): the same values without the quadratic copying.
+
+        The plain pass concatenates the block input and every earlier output again for each
+        layer, then runs BatchNorm and ReLU over the copy: three passes over a growing tensor
+        per layer. Here every layer writes its ``growth`` channels into one buffer allocated
+        once, and BatchNorm (its running statistics folded into a scale and shift) and ReLU
+        read the buffer's leading channels directly: two passes, no concatenation.
+        """
+        b, c, h, w = x.shape
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        buf = torch.empty((b, c + len(self.layers) * self.growth, h, w), dtype=x.dtype, device=x.device,
+                          memory_format=fmt)
+        buf[:, :c].copy_(x)
+        for layer in self.layers:
+            bn, conv = layer[0], layer[2]
+            scale, shift = _folded(bn, x.dtype)
+            act = torch.empty((b, c, h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+            torch.addcmul(shift, buf[:, :c], scale, out=act).relu_()
+            buf[:, c:c + self.growth].copy_(conv(act))  # dropout: identity in eval mode
+            c += self.growth
+        return buf if self.keep_input else buf[:, x.shape[1]:]
+
+
+def _folded(bn: nn.BatchNorm2d, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` (each (1, C, 1, 1))."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale.to(dtype).view(1, -1, 1, 1), shift.to(dtype).view(1, -1, 1, 1)
 
 
 class TransitionDown(nn.Sequential):

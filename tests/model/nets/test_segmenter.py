@@ -155,3 +155,24 @@ def test_tile_halo_is_the_receptive_field() -> None:
     net = MiniFCDenseNet(8, 4, THREE_LEVELS)
     # first conv 1; down (2+1) + (1+1) * 2 + (2+1) * 4; bottleneck 2 * 8; up (8 + 2 * 4) + (4 + 1 * 2) + (2 + 2)
     assert net.receptive_radius() == 1 + 3 + 4 + 12 + 16 + 16 + 6 + 4
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_dense_blocks_equal_the_training_pass(channels_last: bool) -> None:
+    """Eval mode without autograd takes the buffered dense-block path: the same logits."""
+    torch.manual_seed(0)
+    seg = _trained_like(PyramidSegmenter(ModelConfig(num_classes=4, num_scales=3, segmenter=THREE_LEVELS)))
+    for m in seg.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # learnt affine parameters too
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    seg.to(memory_format=fmt)
+    x = torch.randn(2, 3, 40, 56).contiguous(memory_format=fmt)
+    xs = [x, torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.avg_pool2d(x, 4)]
+    plain = seg(xs)[0]  # autograd on: the concatenating pass
+    with torch.no_grad():
+        fast = seg(xs)[0]
+    assert plain is not None and fast is not None and plain.requires_grad
+    torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
+    assert not torch.equal(fast, torch.zeros_like(fast))
