@@ -197,6 +197,9 @@ class TrainConfig:
         transductive: ssl: add evaluation images to the unlabelled pool.
         checkpoint_every: save a resumable checkpoint every this many steps.
         sample_every: write a sample grid every this many steps (and at every scale's end).
+        snapshot_every: write a serving file of the run as it stands, ``snapshots/scale{n}-step{k}.pt``,
+            before a scale's first step and after every this many of its steps (0: never):
+            the points of a learning curve (``histosynth experiment curve``).
         color_jitter: strength of brightness/contrast/saturation/hue jitter on images.
         perceptual_weights: local VGG19 weights file; None turns the perceptual term off.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
@@ -226,6 +229,7 @@ class TrainConfig:
     transductive: bool = False
     checkpoint_every: int = 200
     sample_every: int = 500
+    snapshot_every: int = 0
     color_jitter: float = 0.05
     loss: LossConfig = field(default_factory=LossConfig)
     perceptual_weights: str | None = None

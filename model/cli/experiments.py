@@ -22,9 +22,11 @@ def register(subparsers: Any) -> None:
         help="run one of the paper's comparisons end to end",
         description="Train every compared method, evaluate on held-out "
         "images, write OUT/<name>.md and OUT/<name>.json. augmentation: train the "
-        "m-FC-DenseNet with and without a generator's synthetic pairs (--model).",
+        "m-FC-DenseNet with and without a generator's synthetic pairs (--model). curve: the "
+        "learning curve of a run trained with --set train.snapshot_every=K (--run): realism "
+        "measures of each finest-scale snapshot against steps.",
     )
-    p.add_argument("name", choices=(*EXPERIMENTS, "augmentation"))
+    p.add_argument("name", choices=(*EXPERIMENTS, "augmentation", "curve"))
     p.add_argument("--data", required=True, help="dataset folder: images/, masks/, classes.json")
     p.add_argument("--out", required=True, help="output folder (runs and results)")
     p.add_argument(
@@ -46,6 +48,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--perceptual-weights", help="local VGG19 weights for ours and pix2pixHD")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     _add_augmentation_options(p)
+    _add_curve_options(p)
     p.set_defaults(func=cmd_experiment)
 
 
@@ -75,6 +78,15 @@ def _add_augmentation_options(p: argparse.ArgumentParser) -> None:
                    help="replace a class by another before generating (repeatable)")
 
 
+def _add_curve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("curve", "options of `experiment curve` (--holdout is required; "
+                             "the defaults are those of `histosynth evaluate`)")
+    g.add_argument("--run", help="run directory with snapshots/scale0-step<k>.pt (required)")
+    g.add_argument("--variants", type=int, default=8, help="generated images per held-out mask")
+    g.add_argument("--crop", type=int, default=1024, help="centre-crop side; 0 = whole tiles")
+    g.add_argument("--two-sample-steps", type=int, default=600, help="two-sample classifier steps")
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run :func:`run_experiment` from parsed arguments and print its tables."""
     if args.threads:
@@ -83,6 +95,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.name == "augmentation":
         return _cmd_augmentation(args)
+    if args.name == "curve":
+        return _cmd_curve(args)
     result = run_experiment(
         args.name,
         args.data,
@@ -113,4 +127,35 @@ def _cmd_augmentation(args: argparse.Namespace) -> int:
         noise=args.noise, relabel=dict(args.relabel or []), classes=args.classes, device=args.device,
     )
     print("\n".join(augmentation_report.section(result)))
+    return 0
+
+
+def _cmd_curve(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from model.config import TwoSampleConfig
+    from model.evaluation.curve import learning_curve, markdown, snapshots
+    from model.evaluation.evaluate import split_names
+    from model.pipeline import load_pipeline
+    from model.training.data import load_dataset
+
+    if not args.run:
+        raise ValueError("experiment curve needs --run, a run directory trained with --set train.snapshot_every=K")
+    if not args.holdout:
+        raise ValueError("experiment curve needs --holdout, the tiles the run never trained on")
+    if args.variants < 1 or args.two_sample_steps < 1 or args.crop < 0:
+        raise ValueError("--variants and --two-sample-steps must be at least 1, --crop at least 0")
+    first = snapshots(args.run)[0][1]  # errors before any data is read
+    dataset = load_dataset(args.data, args.classes or load_pipeline(first, "cpu").classes, layout=args.layout)
+    split_names(dataset, args.holdout, None)
+    curve = learning_curve(args.run, dataset, args.holdout, variants=args.variants, crop=args.crop or None,
+                           device=args.device or "auto", two_sample=TwoSampleConfig(steps=args.two_sample_steps),
+                           on_row=lambda r: print(f"step {r['step']}: two-sample {r['two_sample']:.2f}", flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curve.json").write_text(json.dumps(curve, indent=2))
+    (out / "curve.md").write_text(markdown(curve) + "\n")
+    print(markdown(curve))
+    print(f"results: {out / 'curve.md'}, {out / 'curve.json'}")
     return 0

@@ -108,7 +108,7 @@ def _has_segmenter(model: Any) -> bool:
 # ---- the parts of the report ---------------------------------------------------------------
 
 
-def _generate(pipeline: Pipeline, masks: Images, variants: int, seed: int) -> list[Images]:
+def generate_variants(pipeline: Pipeline, masks: Images, variants: int, seed: int) -> list[Images]:
     """``variants`` images per mask; mask i uses seeds ``seed + i * variants + k``."""
     out = []
     for i, mask in enumerate(masks):
@@ -164,7 +164,8 @@ def _independent(judge: Any, pipeline: Pipeline, generated: list[Images], real: 
     return {**out, "judge": describe() if describe else {"name": judge.name, "sha256": judge.sha256}}
 
 
-def _realism(generated: Images, real: Images, train: Images, seed: int) -> dict[str, Any]:
+def swd_section(generated: Images, real: Images, train: Images, seed: int) -> dict[str, Any]:
+    """Sliced Wasserstein distance of generated and of real training crops to the real held-out ones."""
     sides = [min(im.shape[:2]) for im in [*generated, *real, *train]]
     levels = M.swd_levels(min(sides))
     gen = M.sliced_wasserstein(generated, real, levels=levels, seed=seed)
@@ -173,7 +174,8 @@ def _realism(generated: Images, real: Images, train: Images, seed: int) -> dict[
             "ratio": _ratio(gen["mean"], base["mean"] if base else None), "units": "SWD x 1e3"}
 
 
-def _diversity(generated: list[Images], real: Images, names: list[str]) -> dict[str, Any]:
+def diversity_section(generated: list[Images], real: Images, names: list[str]) -> dict[str, Any]:
+    """MS-SSIM between the variants of each mask (``generated`` grouped per mask) and to its real crop."""
     rows = []
     for name, group, ref in zip(names, generated, real, strict=True):
         pairs = list(itertools.combinations(range(len(group) + 1), 2))  # index 0: the real crop
@@ -212,7 +214,7 @@ def _manipulation(pipeline: Pipeline, judge: Any, masks: Images, consistency: di
         return {"skipped": "no segmenter to measure the class shares"}
     k, names = classes.num_classes, list(classes.names)
     new_masks = [classes.relabel(m, relabel) for m in masks]
-    relabelled = _generate(pipeline, new_masks, variants, seed)
+    relabelled = generate_variants(pipeline, new_masks, variants, seed)
     after = [judge.segment(im) for group in relabelled for im in group]
     predicted = np.asarray(consistency["generated"]["confusion"]).sum(axis=0)  # per predicted class
     return {
@@ -297,7 +299,7 @@ def evaluate(
     masks = [center_crop(dataset.masks[i], crop) for i in held]
     train_real = [center_crop(dataset.images[i], crop) for i in train]
     train_masks = [center_crop(dataset.masks[i], crop) for i in train]
-    generated = _generate(pipeline, masks, variants, seed)
+    generated = generate_variants(pipeline, masks, variants, seed)
     flat = [im for group in generated for im in group]
     seg_judge = segmenter if segmenter is not None else pipeline
     seg = _segmentation(pipeline, real, masks, names)
@@ -311,8 +313,8 @@ def evaluate(
                   "variants": variants, "seed": seed, "data": str(dataset.root)},
         "segmentation": seg,
         "mask_consistency": consistency,
-        "realism": _realism(flat, real, train_real, seed),
-        "diversity": _diversity(generated, real, [dataset.names[i] for i in held]),
+        "realism": swd_section(flat, real, train_real, seed),
+        "diversity": diversity_section(generated, real, [dataset.names[i] for i in held]),
         "manipulation": (_manipulation(pipeline, seg_judge, masks, consistency, relabel, variants,
                                        seed, dataset.classes) if relabel else None),
         "fid": _fid(extractor or M.RandomConvExtractor(), flat, real, train_real, seed),

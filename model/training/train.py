@@ -283,6 +283,8 @@ class Trainer:
                 n = self.scale_of(self.rank)
                 if self.nets is None:
                     self._begin_scale(n)
+                if self.step == 0:
+                    self._snapshot(n)
                 while self.step < self.cfg.steps_per_scale:
                     stop = should_stop is not None and should_stop()
                     if distributed.any_rank(stop, self.dist, self.device):  # all ranks stop together
@@ -298,6 +300,8 @@ class Trainer:
                         self.save_state()
                     if self.dist.main and self.step % self.cfg.sample_every == 0 and self.step < self.cfg.steps_per_scale:
                         self._samples(n, self.step)
+                    if self.cfg.snapshot_every and self.step % self.cfg.snapshot_every == 0:
+                        self._snapshot(n)
                 self._end_scale(n)
         finally:
             if bar is not None:
@@ -381,6 +385,15 @@ class Trainer:
 
         return tqdm(total=self.total_steps, initial=self.rank * self.cfg.steps_per_scale + self.step,
                     unit="step", dynamic_ncols=True)
+
+    def _snapshot(self, n: int) -> None:
+        """``snapshots/scale{n}-step{k}.pt``: the run as it stands, scale n counted as trained
+        (a serving file once n = 0; coarser ones are partial files), for a learning curve."""
+        if not (self.cfg.snapshot_every and self.dist.main):
+            return
+        meta = {**self._metadata(), "scales_trained": self.rank + 1, "snapshot": {"scale": n, "step": self.step}}
+        save_model(self.out / "snapshots" / f"scale{n}-step{self.step}.pt", self.generator, self.segmenter,
+                   self.model_cfg, self.dataset.classes, meta)
 
     def _samples(self, n: int, step: int | None = None) -> None:
         """The sample grid of scale n: ``scale{n}.png`` at its end, ``scale{n}-step{k}.png`` during it."""

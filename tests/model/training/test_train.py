@@ -97,6 +97,26 @@ def test_each_finished_scale_is_a_partial_serving_file(dataset, tmp_path: Path) 
     assert read_payload(result.model_path)["metadata"]["scales_trained"] == 3
 
 
+def test_snapshots_are_written_before_and_every_k_steps(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=4, snapshot_every=2)
+    result = train(model_cfg, train_cfg, dataset, tmp_path, name="p")
+    names = sorted(f.name for f in (tmp_path / "snapshots").iterdir())
+    assert names == sorted(f"scale{n}-step{k}.pt" for n in (2, 1, 0) for k in (0, 2, 4))
+    first, last = (read_payload(tmp_path / "snapshots" / f"scale0-step{k}.pt") for k in (0, 4))
+    assert last["metadata"]["snapshot"] == {"scale": 0, "step": 4} and last["metadata"]["scales_trained"] == 3
+    assert read_payload(tmp_path / "snapshots" / "scale1-step2.pt")["metadata"]["scales_trained"] == 2
+    final = read_payload(result.model_path)
+    for key, value in final["generator"].items():
+        assert torch.equal(value, last["generator"][key]), key  # the last snapshot is the model
+    assert any(not torch.equal(v, first["generator"][k]) for k, v in final["generator"].items())
+
+
+def test_no_snapshots_by_default(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    train(model_cfg, train_cfg, dataset, tmp_path, name="p")
+    assert not (tmp_path / "snapshots").exists()
+
+
 @pytest.mark.parametrize("stop_scale", [2, 1])
 def test_init_from_continues_at_the_next_scale_and_equals_an_uninterrupted_run(
         dataset, tmp_path: Path, stop_scale: int) -> None:
