@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--judge-steps", type=int, help=f"judge training steps (default {JudgeConfig().steps})")
     p.add_argument("--two-sample-steps", type=int,
                    help=f"two-sample classifier steps (default {TwoSampleConfig().steps}; 0 skips it)")
+    p.add_argument("--two-sample-repeats", type=int, default=TwoSampleConfig().repeats,
+                   help="two-sample classifiers (seeds seed, seed+1, ...); their median is reported "
+                        f"(default {TwoSampleConfig().repeats})")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="write the full report as JSON here")
@@ -87,12 +90,14 @@ def _load_judge(args: argparse.Namespace, dataset: Dataset) -> Judge | None:
     return load_judge(train, args.holdout, args.judge_cache, cfg, args.device, log=print)
 
 
-def _two_sample_config(steps: int | None) -> TwoSampleConfig | None:
-    if steps is None:
-        return TwoSampleConfig()
-    if steps < 0:
+def _two_sample_config(steps: int | None, repeats: int) -> TwoSampleConfig | None:
+    if steps is not None and steps < 0:
         raise ValueError(f"--two-sample-steps must be >= 0, got {steps}")
-    return TwoSampleConfig(steps=steps) if steps else None
+    if repeats < 1:
+        raise ValueError(f"--two-sample-repeats must be at least 1, got {repeats}")
+    if steps == 0:
+        return None
+    return TwoSampleConfig(repeats=repeats) if steps is None else TwoSampleConfig(steps=steps, repeats=repeats)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -110,7 +115,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       crop=args.crop or None, seed=args.seed, segmenter=segmenter,
                       relabel=args.relabel, extractor=M.make_extractor(args.inception),
                       judge=_load_judge(args, dataset),
-                      two_sample=_two_sample_config(args.two_sample_steps))
+                      two_sample=_two_sample_config(args.two_sample_steps, args.two_sample_repeats))
     report["model"]["file"] = str(path) if path else args.model
     if path is not None:
         if file_sha256(path) != report["model"]["sha256"]:

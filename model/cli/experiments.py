@@ -85,6 +85,7 @@ def _add_curve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--variants", type=int, default=8, help="generated images per held-out mask")
     g.add_argument("--crop", type=int, default=1024, help="centre-crop side; 0 = whole tiles")
     g.add_argument("--two-sample-steps", type=int, default=600, help="two-sample classifier steps")
+    g.add_argument("--two-sample-repeats", type=int, default=3, help="two-sample classifiers; the median counts")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -144,13 +145,13 @@ def _cmd_curve(args: argparse.Namespace) -> int:
         raise ValueError("experiment curve needs --run, a run directory trained with --set train.snapshot_every=K")
     if not args.holdout:
         raise ValueError("experiment curve needs --holdout, the tiles the run never trained on")
-    if args.variants < 1 or args.two_sample_steps < 1 or args.crop < 0:
-        raise ValueError("--variants and --two-sample-steps must be at least 1, --crop at least 0")
+    if min(args.variants, args.two_sample_steps, args.two_sample_repeats) < 1 or args.crop < 0:
+        raise ValueError("--variants, --two-sample-steps and --two-sample-repeats must be at least 1, --crop at least 0")
     first = snapshots(args.run)[0][1]  # errors before any data is read
     dataset = load_dataset(args.data, args.classes or load_pipeline(first, "cpu").classes, layout=args.layout)
     split_names(dataset, args.holdout, None)
     curve = learning_curve(args.run, dataset, args.holdout, variants=args.variants, crop=args.crop or None,
-                           device=args.device or "auto", two_sample=TwoSampleConfig(steps=args.two_sample_steps),
+                           device=args.device or "auto", two_sample=TwoSampleConfig(steps=args.two_sample_steps, repeats=args.two_sample_repeats),
                            on_row=lambda r: print(f"step {r['step']}: two-sample {r['two_sample']:.2f}", flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def learning_curve(run: str | Path, dataset: Dataset, holdout: list[str], *, var
         if on_row is not None:
             on_row(row)
     setup = {"run": str(run), "holdout": [dataset.names[i] for i in held], "train": [dataset.names[i] for i in train],
-             "variants": variants, "crop": crop, "seed": seed, "two_sample_steps": two_sample.steps,
+             "variants": variants, "crop": crop, "seed": seed, "two_sample_steps": two_sample.steps, "two_sample_repeats": two_sample.repeats,
              "data": str(dataset.root)}
     return to_jsonable({"setup": setup, "floors": floors, "rows": rows})
 

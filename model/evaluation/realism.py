@@ -140,29 +140,36 @@ def two_sample_test(a: Images, b: Images, cfg: TwoSampleConfig | None = None, se
 
     Args:
         a, b: uint8 (H, W, 3) images of the two sets (each half must hold a patch).
-        cfg: patch size, step budget, learning rate.
-        seed: seeds the patches and the network (same seed, same result).
+        cfg: patch size, step budget, learning rate, number of classifiers (``repeats``).
+        seed: seeds the patches and the networks (same seed, same result).
 
     Returns:
-        ``accuracy`` (balanced: mean of the per-set accuracies; 0.5 = indistinguishable),
-        the per-set accuracies, patch counts and the settings.
+        ``accuracy`` (balanced: mean of the per-set accuracies; 0.5 = indistinguishable) of
+        the median classifier, every classifier's in ``accuracies``, the median one's per-set
+        accuracies, patch counts and the settings.
     """
     cfg = cfg or TwoSampleConfig()
+    if cfg.repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {cfg.repeats}")
     _check_images(a, cfg.patch, "the first set")
     _check_images(b, cfg.patch, "the second set")
     train_a, test_a = zip(*(halves(im) for im in a), strict=True)
     train_b, test_b = zip(*(halves(im) for im in b), strict=True)
-    net = _train_classifier(list(train_a), list(train_b), cfg, seed)
     pa = grid_patches(list(test_a), cfg.patch, cfg.test_stride)
     pb = grid_patches(list(test_b), cfg.patch, cfg.test_stride)
-    acc_a = float(np.mean(_predict(net, pa) == 0))
-    acc_b = float(np.mean(_predict(net, pb) == 1))
+    runs = []
+    for k in range(cfg.repeats):
+        net = _train_classifier(list(train_a), list(train_b), cfg, seed + k)
+        runs.append((float(np.mean(_predict(net, pa) == 0)), float(np.mean(_predict(net, pb) == 1))))
+    accuracies = [(acc_a + acc_b) / 2 for acc_a, acc_b in runs]
+    median = sorted(range(len(runs)), key=lambda k: accuracies[k])[(len(runs) - 1) // 2]
     return {
-        "accuracy": (acc_a + acc_b) / 2,
-        "accuracy_first": acc_a, "accuracy_second": acc_b,
+        "accuracy": accuracies[median], "accuracies": accuracies,
+        "accuracy_first": runs[median][0], "accuracy_second": runs[median][1],
         "n_images": [len(a), len(b)], "n_test_patches": [len(pa), len(pb)],
         "patch": cfg.patch, "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": seed,
-        "split": "trained on the left halves, scored on the right halves",
+        "repeats": cfg.repeats,
+        "split": "trained on the left halves, scored on the right halves; the median of the classifiers",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,18 @@ def test_two_sample_is_reproducible_by_seed() -> None:
     a = [textured(i, PINK) for i in range(2)]
     b = [textured(5 + i, PINK, noise=30) for i in range(2)]
     assert two_sample_test(a, b, FAST, seed=3) == two_sample_test(a, b, FAST, seed=3)
+
+
+def test_two_sample_reports_the_median_of_its_classifiers() -> None:
+    a = [textured(i, PINK) for i in range(2)]
+    b = [textured(5 + i, PINK, noise=30) for i in range(2)]
+    three = two_sample_test(a, b, replace(FAST, steps=8, repeats=3), seed=3)
+    assert len(three["accuracies"]) == 3 and three["repeats"] == 3
+    assert three["accuracy"] == sorted(three["accuracies"])[1]
+    for k in range(3):  # classifier k is the single classifier of seed 3 + k
+        assert two_sample_test(a, b, replace(FAST, steps=8, repeats=1), seed=3 + k)["accuracy"] == three["accuracies"][k]
+    with pytest.raises(ValueError, match="repeats"):
+        two_sample_test(a, b, replace(FAST, repeats=0))
 
 
 @pytest.mark.parametrize(
