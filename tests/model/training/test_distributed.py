@@ -14,6 +14,7 @@ from model.cli import main
 from model.config import PRESETS, replace
 from model.pipeline import load_pipeline
 from model.training.data import load_dataset
+from model.training.distributed import DistContext, Launch
 from model.training.train import train
 
 pytestmark = pytest.mark.timeout(300)
@@ -73,3 +74,24 @@ def test_bad_process_counts_are_clear_errors(synthetic_dataset_dir: Path, tmp_pa
     if not torch.cuda.is_available():
         assert main([*base, "--nproc", "2", "--device", "cuda"]) == 2
         assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def _rank_fails(dist_ctx: DistContext) -> None:
+    raise RuntimeError("this rank fails on purpose")
+
+
+def _rank_succeeds(dist_ctx: DistContext) -> None:
+    assert dist_ctx.world == 3 and dist_ctx.rank in (1, 2)
+
+
+def test_a_failed_spawned_rank_is_named(capfd) -> None:
+    launch = Launch(2, _rank_fails, {})
+    with pytest.raises(RuntimeError, match="histosynth-rank1"):
+        launch.join(60)
+    assert "this rank fails on purpose" in capfd.readouterr().err  # its traceback is printed
+
+
+def test_spawned_ranks_that_finish_exit_cleanly() -> None:
+    launch = Launch(3, _rank_succeeds, {})
+    launch.join(60)
+    assert [p.exitcode for p in launch.procs] == [0, 0]
