@@ -60,17 +60,21 @@ def gleason_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def synthetic_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic-dataset")
+def write_synthetic_dataset(root: Path, count: int = 4, size: int = 96) -> Path:
+    """``count`` synthetic tiles ``tile0..`` of ``size`` px, their masks and the class table."""
     (root / "images").mkdir()
     (root / "masks").mkdir()
-    for i in range(4):
-        img, mask = synthetic_tile(i)
+    for i in range(count):
+        img, mask = synthetic_tile(i, size)
         Image.fromarray(img).save(root / "images" / f"tile{i}.png")
         Image.fromarray(mask, mode="L").save(root / "masks" / f"tile{i}.png")
     (root / "classes.json").write_text(json.dumps(SYNTH_CLASSES))
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic-dataset"))
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,9 @@ from typing import Any
 
 from model.config import NucleiConfig, TwoSampleConfig
 from model.evaluation.evaluate import (
-    center_crop,
     diversity_section,
     generate_variants,
-    split_names,
+    held_out_crops,
     swd_section,
     to_jsonable,
 )
@@ -65,14 +64,10 @@ def learning_curve(run: str | Path, dataset: Dataset, holdout: list[str], *, var
         A JSON-ready dict: ``setup``, ``floors`` and one row per snapshot.
     """
     files = snapshots(run)
-    held, train = split_names(dataset, holdout, None)
+    held, train, real, masks, train_real, train_masks = held_out_crops(dataset, holdout, None, crop)
     names = list(dataset.classes.names)
-    real = [center_crop(dataset.images[i], crop) for i in held]
-    masks = [center_crop(dataset.masks[i], crop) for i in held]
-    train_real = [center_crop(dataset.images[i], crop) for i in train]
-    train_masks = [center_crop(dataset.masks[i], crop) for i in train]
-    floor = two_sample_test(real, train_real, two_sample, seed)
-    rows, floors = [], {"two_sample": floor["accuracy"]}
+    floors: dict[str, Any] = {"two_sample": two_sample_test(real, train_real, two_sample, seed)["accuracy"]}
+    rows: list[dict[str, Any]] = []
     for step, path in files:
         pipe = load_pipeline(path, device)
         if list(pipe.classes.names) != names:
@@ -81,9 +76,10 @@ def learning_curve(run: str | Path, dataset: Dataset, holdout: list[str], *, var
         flat = [im for group in generated for im in group]
         nuc = nuclei_section(nuclei, generated, masks, real, train_real, train_masks, names)
         swd = swd_section(flat, real, train_real, seed)
-        floors.update(nuclei_density=nuc["ratio_reference_vs_real"]["per_megapixel"],
-                      nuclei_area=nuc["ratio_reference_vs_real"]["mean_area"],
-                      swd=swd["swd_train_vs_real"]["mean"] if swd["swd_train_vs_real"] else None)
+        if not rows:  # the same for every snapshot (real crops only)
+            floors.update(nuclei_density=nuc["ratio_reference_vs_real"]["per_megapixel"],
+                          nuclei_area=nuc["ratio_reference_vs_real"]["mean_area"],
+                          swd=swd["swd_train_vs_real"]["mean"] if swd["swd_train_vs_real"] else None)
         row = {"step": step, "file": str(path),
                "two_sample": two_sample_test(real, flat, two_sample, seed)["accuracy"],
                "nuclei_density": nuc["ratio"]["per_megapixel"], "nuclei_area": nuc["ratio"]["mean_area"],

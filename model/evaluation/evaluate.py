@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -90,6 +90,29 @@ def split_names(dataset: Dataset, holdout: Sequence[str], train_names: Sequence[
     if overlap:
         raise ValueError(f"images {overlap} are both held out and training images")
     return held, _indices(dataset, train_names, "training")
+
+
+class HeldOut(NamedTuple):
+    """Centre crops of the held-out images and masks, and of the real training ones (the floors)."""
+
+    held: list[int]
+    train: list[int]
+    real: Images
+    masks: Images
+    train_real: Images
+    train_masks: Images
+
+
+def held_out_crops(dataset: Dataset, holdout: Sequence[str], train_names: Sequence[str] | None,
+                   crop: int | None) -> HeldOut:
+    """:func:`split_names`, then the centre crops (``crop`` side, None: whole) of both sides."""
+    held, train = split_names(dataset, holdout, train_names)
+
+    def cut(arrays: Sequence[np.ndarray], indices: list[int]) -> Images:
+        return [center_crop(arrays[i], crop) for i in indices]
+
+    return HeldOut(held, train, cut(dataset.images, held), cut(dataset.masks, held),
+                   cut(dataset.images, train), cut(dataset.masks, train))
 
 
 def _check_classes(dataset: Dataset, **models: Any) -> None:
@@ -293,12 +316,8 @@ def evaluate(
     _check_classes(dataset, model=pipeline, segmenter=segmenter)
     for name in [*(relabel or {}), *(relabel or {}).values()]:
         dataset.classes.index_of(name)  # ValueError naming the classes
-    held, train = split_names(dataset, holdout, train_names)
+    held, train, real, masks, train_real, train_masks = held_out_crops(dataset, holdout, train_names, crop)
     names = list(dataset.classes.names)
-    real = [center_crop(dataset.images[i], crop) for i in held]
-    masks = [center_crop(dataset.masks[i], crop) for i in held]
-    train_real = [center_crop(dataset.images[i], crop) for i in train]
-    train_masks = [center_crop(dataset.masks[i], crop) for i in train]
     generated = generate_variants(pipeline, masks, variants, seed)
     flat = [im for group in generated for im in group]
     seg_judge = segmenter if segmenter is not None else pipeline

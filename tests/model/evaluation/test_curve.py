@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from model.cli import main
 from model.config import PRESETS, TwoSampleConfig, replace
@@ -15,7 +14,7 @@ from model.evaluation.curve import learning_curve, markdown, snapshots
 from model.pipeline import load_pipeline
 from model.training.data import load_dataset
 from model.training.train import train
-from tests.conftest import SYNTH_CLASSES, synthetic_tile
+from tests.conftest import write_synthetic_dataset
 
 FAST = TwoSampleConfig(patch=32, steps=20, batch_size=8, width=4, test_stride=32)
 
@@ -23,15 +22,7 @@ FAST = TwoSampleConfig(patch=32, steps=20, batch_size=8, width=4, test_stride=32
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five 160 px tiles (halves hold a 64 px patch); tile4 is held out."""
-    root = tmp_path_factory.mktemp("curve-data")
-    (root / "images").mkdir()
-    (root / "masks").mkdir()
-    for i in range(5):
-        img, mask = synthetic_tile(i, size=160)
-        Image.fromarray(img).save(root / "images" / f"tile{i}.png")
-        Image.fromarray(mask, mode="L").save(root / "masks" / f"tile{i}.png")
-    (root / "classes.json").write_text(json.dumps(SYNTH_CLASSES))
-    return root
+    return write_synthetic_dataset(tmp_path_factory.mktemp("curve-data"), count=5, size=160)
 
 
 @pytest.fixture(scope="module")
