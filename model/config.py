@@ -419,6 +419,10 @@ class TwoSampleConfig:
             their median. One classifier whose training failed reads as "indistinguishable"
             (seen: 0.68 where two more seeds gave 1.00); the median of 3 survives one such run
             and one lucky run on the floor.
+        blur_sigmas: Gaussian blurs (sigma in full-resolution pixels) after which the test
+            runs again on both sets and on the floor: the spatial scale at which generated
+            and real images still differ (the accuracy falls to the floor once the blur
+            removes what tells them apart). Empty: only the unblurred test.
     """
 
     patch: int = 64
@@ -428,6 +432,7 @@ class TwoSampleConfig:
     width: int = 16
     test_stride: int = 64
     repeats: int = 3
+    blur_sigmas: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--two-sample-repeats", type=int, default=TwoSampleConfig().repeats,
                    help="two-sample classifiers (seeds seed, seed+1, ...); their median is reported "
                         f"(default {TwoSampleConfig().repeats})")
+    p.add_argument("--two-sample-blur", type=_sigmas, default=(), metavar="S1,S2,...",
+                   help="also run the two-sample test (and its floor) after Gaussian blurs of these "
+                        "sigmas in pixels, e.g. 2,4,8: the spatial scale at which generated and "
+                        "real images still differ (default: none)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="write the full report as JSON here")
@@ -90,14 +94,28 @@ def _load_judge(args: argparse.Namespace, dataset: Dataset) -> Judge | None:
     return load_judge(train, args.holdout, args.judge_cache, cfg, args.device, log=print)
 
 
-def _two_sample_config(steps: int | None, repeats: int) -> TwoSampleConfig | None:
+def _sigmas(text: str) -> tuple[float, ...]:
+    try:
+        sigmas = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not sigmas or any(not s > 0 or s == float("inf") for s in sigmas):
+        raise argparse.ArgumentTypeError(f"blur sigmas must be positive finite numbers, got {text!r}")
+    return sigmas
+
+
+def _two_sample_config(steps: int | None, repeats: int, blur: tuple[float, ...] = ()
+                       ) -> TwoSampleConfig | None:
     if steps is not None and steps < 0:
         raise ValueError(f"--two-sample-steps must be >= 0, got {steps}")
     if repeats < 1:
         raise ValueError(f"--two-sample-repeats must be at least 1, got {repeats}")
     if steps == 0:
+        if blur:
+            raise ValueError("--two-sample-blur needs the two-sample test (--two-sample-steps > 0)")
         return None
-    return TwoSampleConfig(repeats=repeats) if steps is None else TwoSampleConfig(steps=steps, repeats=repeats)
+    base = TwoSampleConfig(repeats=repeats, blur_sigmas=blur)
+    return base if steps is None else replace(base, steps=steps)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -115,7 +133,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       crop=args.crop or None, seed=args.seed, segmenter=segmenter,
                       relabel=args.relabel, extractor=M.make_extractor(args.inception),
                       judge=_load_judge(args, dataset),
-                      two_sample=_two_sample_config(args.two_sample_steps, args.two_sample_repeats))
+                      two_sample=_two_sample_config(args.two_sample_steps, args.two_sample_repeats,
+                                                     args.two_sample_blur))
     report["model"]["file"] = str(path) if path else args.model
     if path is not None:
         if file_sha256(path) != report["model"]["sha256"]:

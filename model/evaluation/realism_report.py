@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from model.config import NucleiConfig, TwoSampleConfig
-from model.evaluation.realism import compare_nuclei, two_sample_test
+from model.evaluation.realism import compare_nuclei, two_sample_by_blur, two_sample_test
 
 Images = list[np.ndarray]
 
@@ -34,9 +34,14 @@ def two_sample_section(cfg: TwoSampleConfig, flat: Images, real: Images, train: 
     if small < cfg.patch:
         return {"skipped": f"crops too small: each half must hold a {cfg.patch} px patch"}
     floor = two_sample_test(real, train, cfg, seed) if train else None
-    return {"generated_vs_real": two_sample_test(real, flat, cfg, seed),
-            "floor_train_vs_real": floor,
-            "note": "accuracy 0.5 = indistinguishable; below the floor is better than real"}
+    section: dict[str, Any] = {
+        "generated_vs_real": two_sample_test(real, flat, cfg, seed),
+        "floor_train_vs_real": floor,
+        "note": "accuracy 0.5 = indistinguishable; below the floor is better than real",
+    }
+    if cfg.blur_sigmas:
+        section["by_blur"] = two_sample_by_blur(real, flat, train or None, cfg, seed)
+    return section
 
 
 def nuclei_section(cfg: NucleiConfig, generated: list[Images], masks: Images, real: Images,
@@ -74,6 +79,9 @@ def realism_lines(r: dict[str, Any]) -> list[str]:
                      f"{t['two_sample_accuracy_max']}): generated vs real "
                      f"{fmt(ts['generated_vs_real']['accuracy'])}  floor train vs real "
                      f"{fmt(floor['accuracy'] if floor else None)}")
+        for row in ts.get("by_blur", []):
+            lines.append(f"  after a Gaussian blur of sigma {row['sigma']:g} px: generated vs real "
+                         f"{fmt(row['accuracy'])}  floor {fmt(row['floor'])}")
     if "skipped" in nuc:
         lines.append(f"nuclei: {nuc['skipped']}")
     else:

@@ -68,3 +68,30 @@ def test_evaluate_a_real_tiny_model(tiny_model_path, synthetic_dataset_dir, tmp_
     judge = report["independent_judge"]["judge"]
     assert judge["arch"] == "fcdensenet" and judge["sha256"] != report["model"]["sha256"]
     assert judge["trained_on"] == ["tile0", "tile1", "tile2"] and judge["held_out"] == ["tile3"]
+
+
+@pytest.mark.parametrize("value", ["x", "0", "2,-1", "nan", ","])
+def test_two_sample_blur_rejects_bad_sigmas(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--model", "m.pt", "--data", "d", "--holdout", "t0",
+              "--two-sample-blur", value])
+    assert exc.value.code == 2
+    assert "--two-sample-blur" in capsys.readouterr().err
+
+
+def test_two_sample_blur_config_and_report_lines() -> None:
+    from model.evaluation.realism_report import realism_lines
+
+    cfg = CE._two_sample_config(None, 1, (2.0, 8.0))
+    assert cfg is not None and cfg.blur_sigmas == (2.0, 8.0) and cfg.repeats == 1
+    assert CE._two_sample_config(50, 1, (4.0,)).steps == 50  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="--two-sample-blur needs"):
+        CE._two_sample_config(0, 1, (4.0,))
+    report = {"two_sample": {"generated_vs_real": {"accuracy": 1.0}, "floor_train_vs_real": {"accuracy": 0.6},
+                             "by_blur": [{"sigma": 4.0, "accuracy": 0.99, "floor": 0.58},
+                                         {"sigma": 8.0, "accuracy": 0.8, "floor": None}]},
+              "nuclei": {"skipped": "not requested"}, "independent_judge": {"skipped": "none"},
+              "targets": {"two_sample_accuracy_max": 0.75}}
+    lines = realism_lines(report)
+    assert "  after a Gaussian blur of sigma 4 px: generated vs real 0.990  floor 0.580" in lines
+    assert "  after a Gaussian blur of sigma 8 px: generated vs real 0.800  floor -" in lines

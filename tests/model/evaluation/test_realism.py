@@ -22,8 +22,10 @@ from model.evaluation.realism import (
     nuclei_stats,
     real_vs_real,
     sample_patches,
+    two_sample_by_blur,
     two_sample_test,
 )
+from model.evaluation.realism import blurred as gaussian_blurred
 
 PINK, PURPLE = (235, 170, 200), (60, 40, 120)
 FAST = TwoSampleConfig(patch=16, steps=60, batch_size=16, width=8, test_stride=16)
@@ -107,6 +109,29 @@ def test_two_sample_reports_the_median_of_its_classifiers() -> None:
         assert two_sample_test(a, b, replace(FAST, steps=8, repeats=1), seed=3 + k)["accuracy"] == three["accuracies"][k]
     with pytest.raises(ValueError, match="repeats"):
         two_sample_test(a, b, replace(FAST, repeats=0))
+
+
+def checkered(seed: int, amplitude: int) -> np.ndarray:
+    """Pink with per-pixel noise and a 1-pixel checkerboard of +-amplitude levels."""
+    board = (np.indices((64, 64)).sum(0) % 2 * 2 - 1)[..., None] * amplitude
+    return np.clip(textured(seed, PINK).astype(np.int64) + board, 0, 255).astype(np.uint8)
+
+
+def test_two_sample_by_blur_falls_to_chance_once_the_difference_is_blurred_away() -> None:
+    """The sets differ only in a 1-pixel checkerboard: told apart unblurred, not after a blur
+    of 2 px (which removes it), and the floor row is the same test against the floor set."""
+    a = [checkered(i, 0) for i in range(4)]
+    b = [checkered(10 + i, 40) for i in range(4)]
+    floor = [checkered(20 + i, 0) for i in range(4)]
+    cfg = replace(FAST, blur_sigmas=(2.0,))
+    assert two_sample_test(a, b, cfg, seed=0)["accuracy"] >= 0.95
+    (row,) = two_sample_by_blur(a, b, floor, cfg, seed=0)
+    assert row["sigma"] == 2.0 and row["accuracy"] <= 0.75
+    assert row["floor"] == two_sample_test(gaussian_blurred(a, 2.0), gaussian_blurred(floor, 2.0), cfg, 0)["accuracy"]
+    assert two_sample_by_blur(a, b, None, cfg)[0]["floor"] is None
+    assert two_sample_by_blur(a, b, floor, FAST) == []  # no sigmas: no rows
+    with pytest.raises(ValueError, match="positive"):
+        gaussian_blurred(a, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -226,6 +251,14 @@ def test_two_sample_real_halves_near_chance(real_tiles: list[np.ndarray]) -> Non
 @pytest.mark.integration
 def test_two_sample_real_against_blurred_real(real_tiles: list[np.ndarray]) -> None:
     assert two_sample_test(real_tiles, blurred(real_tiles), REAL)["accuracy"] >= 0.9
+
+
+@pytest.mark.integration
+def test_two_sample_blur_profile_on_real_tiles(real_tiles: list[np.ndarray]) -> None:
+    """Real against blurred (sigma 3) real is told apart, but no longer after both are blurred
+    by 6 px: the profile places the difference below that scale."""
+    (row,) = two_sample_by_blur(real_tiles, blurred(real_tiles), None, replace(REAL, blur_sigmas=(6.0,)))
+    assert row["accuracy"] <= 0.75
 
 
 @pytest.mark.integration
