@@ -141,6 +141,10 @@ class LossConfig:
         ce: alpha', cross-entropy of S on real labelled pairs.
         ce_synthetic: cross-entropy weight of synthetic pairs once they reach S.
         adv_s: weight of S's adversarial term (joint and ssl modes).
+        r1: gamma of the R1 penalty (Mescheder et al. 2018): D's update also pays
+            gamma / 2 x the squared norm of the gradient of its logits with respect to the
+            real image, which keeps D smooth around real data so that G is not pushed into
+            patterns only D reacts to. 0 turns it off (it doubles the cost of D's real pass).
     """
 
     adversarial: AdvLoss = "lsgan"
@@ -156,6 +160,7 @@ class LossConfig:
     ce: float = 1.0
     ce_synthetic: float = 0.03
     adv_s: float = 1.0
+    r1: float = 0.0
 
     def rec_active(self, n: int, num_scales: int) -> bool:
         """Whether scale n has a reconstruction term."""

@@ -85,6 +85,23 @@ def feature_matching(real: DiscOutput, fake: DiscOutput) -> Tensor:
     return loss
 
 
+def r1_penalty(out: DiscOutput, real: Tensor) -> Tensor:
+    """R1: mean over the batch of the squared norm of d(sum of D's logits)/d(real image).
+
+    Args:
+        out: D's output on ``real``, one (logits, features) per view.
+        real: the real images D judged, with ``requires_grad`` set.
+
+    Returns:
+        Scalar penalty, differentiable with respect to D's parameters.
+    """
+    if not real.requires_grad:
+        raise ValueError("r1_penalty needs the real images with requires_grad=True")
+    total = torch.stack([logits.float().sum() for logits, _ in out]).sum()
+    (grad,) = torch.autograd.grad(total, real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
 def reconstruction(x: Tensor, target: Tensor, downsample: int = 1) -> Tensor:
     """Mean squared error between a reconstruction and its target (eq. 3).
 

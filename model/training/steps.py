@@ -142,8 +142,13 @@ class ScaleStep:
     def _discriminator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor, s_logits: Tensor | None,
                             u: UnlabeledBatch | None, u_logits: Tensor | None) -> dict[str, float]:
         kind = self.loss.adversarial
+        logs: dict[str, float] = {}
         with self.autocast():
-            positives = [losses.adversarial(self._disc(nets, g.x, g.y), True, kind, True)]
+            real, real_mask = diff_augment([g.x, g.y], self.augment)
+            if self.loss.r1 > 0:
+                real = real.detach().requires_grad_(True)
+            real_out = nets.discriminator(real, real_mask)
+            positives = [losses.adversarial(real_out, True, kind, True)]
             negatives = [losses.adversarial(self._disc(nets, fake.detach(), g.y), False, kind, True)]
             if s_logits is not None:
                 s_pair = F.softmax(s_logits.detach().float(), 1)
@@ -153,8 +158,12 @@ class ScaleStep:
                 u_pair = F.softmax(u_logits.detach().float(), 1)
                 negatives.append(losses.adversarial(self._disc(nets, u.u, u_pair), False, kind, True))
             loss_d = 0.5 * (torch.stack(positives).mean() + torch.stack(negatives).mean())
+            if self.loss.r1 > 0:
+                r1 = losses.r1_penalty(real_out, real)
+                loss_d = loss_d + 0.5 * self.loss.r1 * r1
+                logs["d_r1"] = r1.item()
         update(nets.opt_d, loss_d)
-        return {"d": loss_d.item()}
+        return {"d": loss_d.item(), **logs}
 
     def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
         """A random share of S-labelled unlabelled pairs counts as real (Li et al. 2019)."""

@@ -198,6 +198,22 @@ def test_reconstruction_scales(where: str, rec: float, active: list[bool]) -> No
     assert [cfg.rec_active(n, 5) for n in range(5)] == active
 
 
+def test_r1_penalty_is_the_squared_input_gradient_of_the_logits() -> None:
+    """For a linear D, logits = sum(w * x) per view: the gradient is w for every sample, so the
+    penalty is |w|^2 (two views: |2 w|^2); it trains D (a gradient reaches w)."""
+    w = torch.randn(1, 3, 4, 4, requires_grad=True)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = (w * x).sum(dim=(1, 2, 3), keepdim=True)  # (5, 1, 1, 1)
+    one = losses.r1_penalty([(logits, [])], x)
+    assert one.item() == pytest.approx(w.pow(2).sum().item(), rel=1e-5)
+    two = losses.r1_penalty([(logits, []), (logits, [])], x)
+    assert two.item() == pytest.approx(4 * w.pow(2).sum().item(), rel=1e-5)
+    one.backward()
+    assert w.grad is not None and torch.allclose(w.grad, 2 * w.detach())
+    with pytest.raises(ValueError, match="requires_grad"):
+        losses.r1_penalty([(logits, [])], x.detach())
+
+
 def test_mode_seeking_ratio_is_zero_when_g_ignores_noise_and_grows_when_it_passes_it() -> None:
     y, up = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     z = torch.randn(2, 3, 8, 8)

@@ -165,8 +165,8 @@ RECIPE_OPTIONS = {
               "discriminator.weight_norm": "spectral"},
     "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
-              "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "sample_every": 2,
-              "lr_decay": 1.0},
+              "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "loss.r1": 1.0,
+              "sample_every": 2, "lr_decay": 1.0},
 }
 
 
@@ -178,6 +178,7 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert [("loss/g_rec" in r) for r in records] == [True] * 3 + [False] * 6  # coarsest scale only
     assert [("loss/g_div" in r) for r in records] == [False] * 3 + [True] * 6  # scales with a coarser image
+    assert all(r["loss/d_r1"] > 0 for r in records)  # the R1 penalty in every D update
     for n in range(model_cfg.num_scales):  # mid-scale grids every sample_every steps, and the last
         assert (tmp_path / "a" / "samples" / f"scale{n}-step2.png").is_file()
         assert (tmp_path / "a" / "samples" / f"scale{n}.png").is_file()
