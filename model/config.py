@@ -201,6 +201,10 @@ class TrainConfig:
         labeled_fraction: ssl: keep this share of the labelled tiles labelled, the rest unlabelled.
         transductive: ssl: add evaluation images to the unlabelled pool.
         checkpoint_every: save a resumable checkpoint every this many steps.
+        log_every: read the losses from the device every this many steps (and before every
+            checkpoint and at every scale's end): one ``metrics.jsonl`` record with their mean
+            over those steps. Reading is a host sync, which stalls a GPU's queue; 1 logs every
+            step. A non-finite loss stops training when it is read.
         sample_every: write a sample grid every this many steps (and at every scale's end).
         snapshot_every: write a serving file of the run as it stands, ``snapshots/scale{n}-step{k}.pt``,
             before a scale's first step and after every this many of its steps (0: never):
@@ -233,6 +237,7 @@ class TrainConfig:
     labeled_fraction: float = 1.0
     transductive: bool = False
     checkpoint_every: int = 200
+    log_every: int = 1
     sample_every: int = 500
     snapshot_every: int = 0
     color_jitter: float = 0.05

@@ -1,11 +1,14 @@
 """One optimisation step at one scale: D, G and S updates (eq. 2, 6-8), as a table.
 
 The loop in :mod:`model.training.train` prepares a :class:`ScaleBatch` (real crops, coarser
-outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses.
+outputs, noise) and calls :meth:`ScaleStep.run`; this module only knows losses. The losses
+come back as detached 0-d tensors on the training device, so a step never waits for the
+device to read them (:func:`read_losses` does that, as often as the trainer logs).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -18,6 +21,8 @@ from model.config import LossConfig
 from model.nets.blocks import one_hot
 from model.training import losses
 from model.training.augment import check_policies, diff_augment
+
+Losses = dict[str, Tensor]  # name -> detached 0-d tensor on the training device
 
 
 @dataclass
@@ -115,7 +120,7 @@ class ScaleStep:
         self.d_steps = d_steps
         self.augment = tuple(augment)
 
-    def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> dict[str, float]:
+    def run(self, nets: ScaleNets, b: ScaleBatch, use_synthetic: bool) -> Losses:
         """One step: (1) forward G and S, (2) update D, (3) update G, (4) update S."""
         g, s, u = b.gen, b.seg, b.unlabeled
         # 1. forward passes whose outputs every player needs
@@ -123,7 +128,7 @@ class ScaleStep:
             fake = nets.generator(g.y, g.z, g.up_fake)  # (B, 3, h, w)
             s_logits = nets.segmenter(g.x, s.s_prev, s.z_s) if nets.segmenter is not None and s is not None else None
             u_logits = nets.segmenter(u.u, u.u_prev, u.z_u) if nets.segmenter is not None and u is not None else None
-        logs = {}
+        logs: Losses = {}
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
         for _ in range(self.d_steps):
             logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
@@ -140,9 +145,9 @@ class ScaleStep:
         return nets.discriminator(image, mask)
 
     def _discriminator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor, s_logits: Tensor | None,
-                            u: UnlabeledBatch | None, u_logits: Tensor | None) -> dict[str, float]:
+                            u: UnlabeledBatch | None, u_logits: Tensor | None) -> Losses:
         kind = self.loss.adversarial
-        logs: dict[str, float] = {}
+        logs: Losses = {}
         with self.autocast():
             real, real_mask = diff_augment([g.x, g.y], self.augment)
             if self.loss.r1 > 0:
@@ -161,9 +166,9 @@ class ScaleStep:
             if self.loss.r1 > 0:
                 r1 = losses.r1_penalty(real_out, real)
                 loss_d = loss_d + 0.5 * self.loss.r1 * r1
-                logs["d_r1"] = r1.item()
-        update(nets.opt_d, loss_d)
-        return {"d": loss_d.item(), **logs}
+                logs["d_r1"] = r1.detach()
+        apply(nets.opt_d, loss_d)
+        return {"d": loss_d.detach(), **logs}
 
     def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
         """A random share of S-labelled unlabelled pairs counts as real (Li et al. 2019)."""
@@ -174,7 +179,7 @@ class ScaleStep:
         out = self._disc(nets, u.u[u.pseudo_mask], pseudo)
         return [losses.adversarial(out, True, self.loss.adversarial, True)]
 
-    def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> dict[str, float]:
+    def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> Losses:
         w = self.loss
         with self.autocast():
             # one augmentation for both pairs: feature matching compares the same places
@@ -185,28 +190,28 @@ class ScaleStep:
             adv = losses.adversarial(fake_out, True, w.adversarial, False)
             feat = losses.feature_matching(real_out, fake_out)
             total = adv + w.feat * feat
-            logs = {"g_adv": adv.item(), "g_feat": feat.item()}
+            logs = {"g_adv": adv.detach(), "g_feat": feat.detach()}
             if g.rec:
                 z_rec = torch.zeros_like(g.z) if g.z_rec is None else g.z_rec  # fixed noise map (eq. 3)
                 rec_img = nets.generator(g.y, z_rec, g.up_rec)
                 rec = losses.reconstruction(rec_img.float(), g.x.float(), w.rec_downsample)
                 total = total + w.rec * rec
-                logs["g_rec"] = rec.item()
+                logs["g_rec"] = rec.detach()
             if w.diversity > 0 and g.up_fake is not None:
                 ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)
                 total = total - w.diversity * ratio.clamp(max=w.diversity_cap)
-                logs["g_div"] = ratio.item()
+                logs["g_div"] = ratio.detach()
             if self.perceptual is not None:
                 perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc
-                logs["g_perc"] = perc.item()
-        update(nets.opt_g, total)
-        logs["g"] = total.item()
+                logs["g_perc"] = perc.detach()
+        apply(nets.opt_g, total)
+        logs["g"] = total.detach()
         return logs
 
     def _segmenter_step(self, nets: ScaleNets, g: GeneratorBatch, s: SegmenterBatch, fake: Tensor,
                         s_logits: Tensor, u: UnlabeledBatch | None, u_logits: Tensor | None,
-                        use_synthetic: bool) -> dict[str, float]:
+                        use_synthetic: bool) -> Losses:
         w = self.loss
         assert nets.segmenter is not None and nets.opt_s is not None
         with self.autocast():
@@ -214,27 +219,57 @@ class ScaleStep:
             adv = losses.adversarial(self._disc(nets, g.x, F.softmax(s_logits.float(), 1)), True,
                                      w.adversarial, False)
             total = w.ce * ce + w.adv_s * adv
-            logs = {"s_ce": ce.item(), "s_adv": adv.item()}
+            logs = {"s_ce": ce.detach(), "s_adv": adv.detach()}
             if use_synthetic:
                 syn = nets.segmenter(fake.detach(), s.syn_prev, s.z_s)
                 ce_syn = losses.cross_entropy(syn.float(), s.labels)
                 total = total + w.ce_synthetic * ce_syn
-                logs["s_ce_syn"] = ce_syn.item()
+                logs["s_ce_syn"] = ce_syn.detach()
             if u_logits is not None and u is not None:
                 u_out = self._disc(nets, u.u, F.softmax(u_logits.float(), 1))
                 adv_u = losses.adversarial(u_out, True, w.adversarial, False)
                 total = total + w.adv_s * adv_u
-                logs["s_adv_u"] = adv_u.item()
-        update(nets.opt_s, total)
-        logs["s"] = total.item()
+                logs["s_adv_u"] = adv_u.detach()
+        apply(nets.opt_s, total)
+        logs["s"] = total.detach()
         return logs
 
 
-def update(opt: torch.optim.Optimizer, loss: Tensor) -> float:
-    """Backward and step; a non-finite loss is an error (lower the learning rate)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()}; lower the learning rates")
+def apply(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+    """Backward and step without a host sync: a non-finite loss is caught by
+    :func:`read_losses` when the trainer reads the losses, before its next checkpoint."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+
+
+def update(opt: torch.optim.Optimizer, loss: Tensor) -> float:
+    """Backward and step; a non-finite loss is an error (lower the learning rate). Reads the
+    loss (a host sync): for the baselines' loops, which log every step."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}; lower the learning rates")
+    apply(opt, loss)
     return float(loss.item())
+
+
+def read_losses(steps: Sequence[Losses]) -> dict[str, float]:
+    """The mean of each loss over ``steps`` (one device read for all); a non-finite loss is an
+    error that names it.
+
+    Args:
+        steps: the losses of consecutive steps, as :meth:`ScaleStep.run` returns them.
+    """
+    if not steps:
+        return {}
+    names = sorted({k for logs in steps for k in logs})
+    means = []
+    for k in names:
+        values = [logs[k].float() for logs in steps if k in logs]
+        means.append(torch.stack(values).mean())
+    read = torch.stack(means).cpu().tolist()  # the one host sync
+    out = dict(zip(names, read, strict=True))
+    bad = [k for k, v in out.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"loss {', '.join(bad)} became non-finite ({', '.join(str(out[k]) for k in bad)}); "
+                                 "lower the learning rates")
+    return out

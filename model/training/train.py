@@ -41,7 +41,7 @@ from model.training import distributed
 from model.training.batches import BatchMaker
 from model.training.data import Dataset, TileSampler, split_labeled
 from model.training.losses import load_perceptual
-from model.training.steps import ScaleNets, ScaleStep
+from model.training.steps import Losses, ScaleNets, ScaleStep, read_losses
 
 log = logging.getLogger("histosynth.train")
 
@@ -168,6 +168,8 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
     if not dataset.images:
         raise ValueError("the dataset has no labelled images")
     train_cfg.lr_factor(0)  # checks lr_decay
+    if train_cfg.log_every < 1:
+        raise ValueError(f"log_every must be at least 1, got {train_cfg.log_every}")
 
 
 def adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -212,6 +214,8 @@ class Trainer:
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
         self.log = report.MetricsLog(out / "metrics.jsonl")
+        self.pending: list[Losses] = []  # losses of the steps not read yet (log_every)
+        self.last_losses: dict[str, float] = {}
 
     # ---- setup --------------------------------------------------------------------
     def _split(self, dataset: Dataset, eval_images: list[np.ndarray] | None) -> tuple[Dataset, list[np.ndarray]]:
@@ -289,13 +293,16 @@ class Trainer:
                     stop = should_stop is not None and should_stop()
                     if distributed.any_rank(stop, self.dist, self.device):  # all ranks stop together
                         self.elapsed = time.perf_counter() - started
+                        self._read_pending(n, start_done, bar, on_progress)
                         self.save_state()
                         log.info("stopped at scale %d step %d; state saved", n, self.step)
                         return TrainResult(self.out, None, stopped=True)
-                    logs = self._one_step(n)
+                    self.pending.append(self._one_step(n))
                     self.elapsed = time.perf_counter() - started
-                    if self.dist.main:
-                        self._report(self._progress(n, logs, start_done), bar, on_progress)
+                    if self._read_due():
+                        self._read_pending(n, start_done, bar, on_progress)
+                    elif self.dist.main:
+                        self._tick(self._progress(n, self.last_losses, start_done), bar, on_progress)
                     if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps_per_scale:
                         self.save_state()
                     if self.dist.main and self.step % self.cfg.sample_every == 0 and self.step < self.cfg.steps_per_scale:
@@ -324,7 +331,26 @@ class Trainer:
         if self.unlabeled_sampler is not None:
             self.unlabeled_sampler.reseed(key + 1)
 
-    def _one_step(self, n: int) -> dict[str, float]:
+    def _read_due(self) -> bool:
+        """Losses are read every ``log_every`` steps, before a checkpoint and at a scale's end."""
+        step = self.step
+        return (step % self.cfg.log_every == 0 or step % self.cfg.checkpoint_every == 0
+                or step == self.cfg.steps_per_scale)
+
+    def _read_pending(self, n: int, start_done: int, bar: Any,
+                      on_progress: Callable[[Progress], None] | None) -> None:
+        """Read (one host sync) and log the mean losses of the steps since the last read; every
+        rank checks them, so a non-finite loss stops all ranks before the next checkpoint."""
+        if not self.pending:
+            return
+        count = len(self.pending)
+        self.last_losses = read_losses(self.pending)
+        self.pending = []
+        if self.dist.main:
+            p = self._progress(n, self.last_losses, start_done)
+            self._report(p, bar, on_progress, steps=count)
+
+    def _one_step(self, n: int) -> Losses:
         assert self.nets is not None
         use_synthetic = self.cfg.mode != "generate" and self.step >= self.cfg.holdout_steps
         self._set_learning_rates()
@@ -366,11 +392,19 @@ class Trainer:
         return Progress(n, self.rank, self.num_scales, self.step, self.cfg.steps_per_scale, done,
                         self.total_steps, logs, eta, self.elapsed)
 
-    def _report(self, p: Progress, bar: Any, on_progress: Callable[[Progress], None] | None) -> None:
-        record = {"scale": p.scale, "rank": p.scale_rank, "step": p.step, "global_step": p.done_steps,
-                  "time_s": round(p.elapsed_s, 3)}
+    def _report(self, p: Progress, bar: Any, on_progress: Callable[[Progress], None] | None,
+                steps: int = 1) -> None:
+        """A metrics record of the losses read (their mean over ``steps`` steps), then progress."""
+        record: dict[str, Any] = {"scale": p.scale, "rank": p.scale_rank, "step": p.step,
+                                  "global_step": p.done_steps, "time_s": round(p.elapsed_s, 3)}
+        if steps > 1:
+            record["mean_of_steps"] = steps
         record.update({f"loss/{k}": round(v, 6) for k, v in p.losses.items()})
         self.log.append(record)
+        self._tick(p, bar, on_progress)
+
+    def _tick(self, p: Progress, bar: Any, on_progress: Callable[[Progress], None] | None) -> None:
+        """Progress bar and callback (with the losses last read)."""
         if bar is not None:
             bar.update(p.done_steps - bar.n)
             bar.set_description(f"scale {p.scale} ({p.scale_rank + 1}/{p.num_scales}) step {p.step}")

@@ -198,6 +198,16 @@ def test_reconstruction_scales(where: str, rec: float, active: list[bool]) -> No
     assert [cfg.rec_active(n, 5) for n in range(5)] == active
 
 
+def test_read_losses_means_each_loss_over_the_steps_and_names_a_non_finite_one() -> None:
+    from model.training.steps import read_losses
+
+    steps = [{"d": torch.tensor(1.0), "g": torch.tensor(2.0)}, {"d": torch.tensor(3.0)}]
+    assert read_losses(steps) == {"d": 2.0, "g": 2.0}  # a loss missing in a step: mean of the others
+    assert read_losses([]) == {}
+    with pytest.raises(FloatingPointError, match="loss g became non-finite"):
+        read_losses([{"d": torch.tensor(1.0), "g": torch.tensor(float("nan"))}])
+
+
 def test_r1_penalty_is_the_squared_input_gradient_of_the_logits() -> None:
     """For a linear D, logits = sum(w * x) per view: the gradient is w for every sample, so the
     penalty is |w|^2 (two views: |2 w|^2); it trains D (a gradient reaches w)."""

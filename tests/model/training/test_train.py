@@ -89,6 +89,43 @@ def _same_weights(a_path: Path, b_path: Path) -> None:
             assert torch.equal(value, b[part][key]), f"{part}.{key} differs"
 
 
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_log_every_k_steps_records_the_mean_and_trains_the_same(dataset, tmp_path: Path) -> None:
+    """Reading the losses every 3 steps changes no weight; each record holds the mean of the
+    steps since the last read (at step 3, then at the scale's end)."""
+    model_cfg, every = _cfgs(dataset, steps_per_scale=4, checkpoint_every=100, holdout_steps=1)
+    _, third = _cfgs(dataset, steps_per_scale=4, checkpoint_every=100, holdout_steps=1, log_every=3)
+    a = train(model_cfg, every, dataset, tmp_path / "a", name="a")
+    b = train(model_cfg, third, dataset, tmp_path / "b", name="a")
+    _same_weights(a.model_path, b.model_path)
+    per_step, read = _records(tmp_path / "a"), _records(tmp_path / "b")
+    assert [(r["scale"], r["step"], r.get("mean_of_steps", 1)) for r in read] == [
+        (n, step, count) for n in (2, 1, 0) for step, count in ((3, 3), (4, 1))]
+    for k, r in enumerate(read):
+        steps = per_step[4 * (k // 2):][:3] if k % 2 == 0 else [per_step[4 * (k // 2) + 3]]
+        for key in ("loss/d", "loss/g", "loss/s"):
+            assert r[key] == pytest.approx(sum(s[key] for s in steps) / len(steps), abs=1e-5), (k, key)
+
+
+def test_log_every_reads_before_a_checkpoint_so_a_resume_keeps_every_record(dataset, tmp_path: Path) -> None:
+    model_cfg, cfg = _cfgs(dataset, steps_per_scale=4, checkpoint_every=2, holdout_steps=1, log_every=3)
+    calls = {"n": 0}
+
+    def stop_after_six() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 7
+
+    train(model_cfg, cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_six)
+    train(model_cfg, cfg, dataset, tmp_path / "b", name="a", resume=True)
+    train(model_cfg, cfg, dataset, tmp_path / "a", name="a")
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in _records(tmp_path / "a")]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in _records(tmp_path / "b")]
+    assert [r["step"] for r in _records(tmp_path / "a")] == [2, 3, 4] * 3  # checkpoint, log_every, end
+
+
 def test_each_finished_scale_is_a_partial_serving_file(dataset, tmp_path: Path) -> None:
     model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
     result = train(model_cfg, train_cfg, dataset, tmp_path, name="p")
@@ -223,6 +260,7 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"tile_size": 62}, "multiple"),
         ({"mode": "ssl"}, "unlabelled"),
         ({"lr_decay": -0.1}, "lr_decay"),
+        ({"log_every": 0}, "log_every"),
     ],
 )
 def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
