@@ -18,7 +18,7 @@ AdvLoss = Literal["lsgan", "log", "hinge"]
 MaskInput = Literal["input", "concat"]
 Output = Literal["residual", "tanh"]
 WeightNorm = Literal["none", "spectral"]
-RecWhere = Literal["all", "coarse"]
+RecWhere = Literal["all", "coarse", "split"]
 RecNoise = Literal["zeros", "fixed"]
 CoarseContext = Literal["fixed", "receptive", "tile"]
 Augment = Literal["translation", "cutout"]
@@ -126,8 +126,10 @@ class LossConfig:
         adversarial: ``lsgan`` (pix2pixHD default), ``log`` (eq. 6) or ``hinge``.
         rec: alpha, reconstruction (MSE, eq. 3).
         rec_where: ``all`` scales, or only the ``coarse`` ones (the coarsest ``rec_scales``);
-            finer scales then learn texture from the adversarial terms alone.
-        rec_scales: with ``rec_where="coarse"``, how many of the coarsest scales keep it.
+            finer scales then learn texture from the adversarial terms alone. ``split``: every
+            scale, the coarsest ``rec_scales`` at full resolution (they fix the layout) and
+            the finer ones after pooling by ``rec_downsample`` (an anchor for colour only).
+        rec_scales: with ``rec_where`` ``coarse`` or ``split``, how many of the coarsest scales.
         rec_downsample: compare reconstruction and real image after average pooling by this
             factor (1: full resolution), so positions of nuclei are not regressed.
         rec_noise: noise map of the reconstruction pass: ``zeros`` (eq. 3) or SinGAN's
@@ -164,9 +166,15 @@ class LossConfig:
 
     def rec_active(self, n: int, num_scales: int) -> bool:
         """Whether scale n has a reconstruction term."""
-        if self.rec_where not in ("all", "coarse"):
-            raise ValueError(f"unknown rec_where {self.rec_where!r}; choose all or coarse")
-        return self.rec > 0 and (self.rec_where == "all" or n >= num_scales - self.rec_scales)
+        if self.rec_where not in ("all", "coarse", "split"):
+            raise ValueError(f"unknown rec_where {self.rec_where!r}; choose all, coarse or split")
+        return self.rec > 0 and (self.rec_where != "coarse" or n >= num_scales - self.rec_scales)
+
+    def rec_pooling(self, n: int, num_scales: int) -> int:
+        """The pooling factor of scale n's reconstruction term (1: full resolution)."""
+        if self.rec_where == "split" and n >= num_scales - self.rec_scales:
+            return 1
+        return self.rec_downsample
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,7 @@ class BatchMaker:
             up_fake=_cut(_up(fake[n + 1], xs[n]), w) if fake else None,
             up_rec=_cut(_up(rec[n + 1], xs[n]), w) if rec else None,
             rec=use_rec, z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None,
+            rec_pooling=cfg.loss.rec_pooling(n, t.num_scales),
         )
         batch = ScaleBatch(gen)
         if cfg.mode != "generate":

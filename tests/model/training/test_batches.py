@@ -49,6 +49,17 @@ def test_fixed_reconstruction_noise_is_the_same_draw_every_step(dataset, tmp_pat
     assert not torch.equal(a, fixed.rec_noise(1, (2, 3, 8, 8)))
 
 
+def test_split_reconstruction_pools_only_below_the_coarsest_scales(dataset, tmp_path: Path) -> None:
+    t = _trainer(dataset, tmp_path, **{"loss.rec_where": "split", "loss.rec_scales": 1, "loss.rec": 1.0,
+                                       "loss.rec_downsample": 4})
+    coarsest = t.num_scales - 1
+    t.rank = 0
+    assert t.batches.make(coarsest).gen.rec_pooling == 1
+    t.rank = 1
+    batch = t.batches.make(t.scale_of(1)).gen
+    assert batch.rec and batch.rec_pooling == 4 and batch.up_rec is not None
+
+
 def test_no_reconstruction_pass_where_the_term_is_off(dataset, tmp_path: Path) -> None:
     t = _trainer(dataset, tmp_path, **{"loss.rec_where": "coarse", "loss.rec_scales": 1})
     t.rank = 1

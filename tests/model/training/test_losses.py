@@ -191,11 +191,24 @@ def test_reconstruction_on_a_downsampled_output_ignores_positions_inside_a_block
 
 @pytest.mark.parametrize(
     ("where", "rec", "active"),
-    [("all", 1.0, [True] * 5), ("coarse", 1.0, [False, False, False, True, True]), ("all", 0.0, [False] * 5)],
+    [("all", 1.0, [True] * 5), ("coarse", 1.0, [False, False, False, True, True]), ("all", 0.0, [False] * 5),
+     ("split", 1.0, [True] * 5)],
 )
 def test_reconstruction_scales(where: str, rec: float, active: list[bool]) -> None:
     cfg = LossConfig(rec=rec, rec_where=where, rec_scales=2)  # type: ignore[arg-type]
     assert [cfg.rec_active(n, 5) for n in range(5)] == active
+
+
+@pytest.mark.parametrize(
+    ("where", "pooling"),
+    [("all", [8] * 5), ("coarse", [8] * 5), ("split", [8, 8, 8, 1, 1])],
+)
+def test_reconstruction_pooling_per_scale(where: str, pooling: list[int]) -> None:
+    """``split``: the coarsest rec_scales compare at full resolution, the finer ones pooled."""
+    cfg = LossConfig(rec=1.0, rec_where=where, rec_scales=2, rec_downsample=8)  # type: ignore[arg-type]
+    assert [cfg.rec_pooling(n, 5) for n in range(5)] == pooling
+    with pytest.raises(ValueError, match="split"):
+        LossConfig(rec_where="nowhere").rec_active(0, 5)  # type: ignore[arg-type]
 
 
 def test_read_losses_means_each_loss_over_the_steps_and_names_a_non_finite_one() -> None:
