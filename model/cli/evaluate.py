@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def _sigmas(text: str) -> tuple[float, ...]:
         sigmas = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not sigmas or any(not s > 0 or s == float("inf") for s in sigmas):
+    if not sigmas or any(not (math.isfinite(s) and s > 0) for s in sigmas):
         raise argparse.ArgumentTypeError(f"blur sigmas must be positive finite numbers, got {text!r}")
     return sigmas
 

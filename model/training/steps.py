@@ -34,7 +34,7 @@ class GeneratorBatch:
     None at the coarsest scale (up_rec also where the scale has no reconstruction term).
     rec: whether this scale has a reconstruction term; z_rec: the noise of that pass (zeros
     or the fixed z*), scaled; None means zeros. rec_pooling: the term's pooling factor at
-    this scale (None: the loss config's ``rec_downsample``).
+    this scale (``LossConfig.rec_pooling``; 1: full resolution).
     """
 
     x: Tensor
@@ -44,7 +44,7 @@ class GeneratorBatch:
     up_rec: Tensor | None
     rec: bool = True
     z_rec: Tensor | None = None
-    rec_pooling: int | None = None
+    rec_pooling: int = 1
 
 
 @dataclass
@@ -196,8 +196,7 @@ class ScaleStep:
             if g.rec:
                 z_rec = torch.zeros_like(g.z) if g.z_rec is None else g.z_rec  # fixed noise map (eq. 3)
                 rec_img = nets.generator(g.y, z_rec, g.up_rec)
-                pooling = w.rec_downsample if g.rec_pooling is None else g.rec_pooling
-                rec = losses.reconstruction(rec_img.float(), g.x.float(), pooling)
+                rec = losses.reconstruction(rec_img.float(), g.x.float(), g.rec_pooling)
                 total = total + w.rec * rec
                 logs["g_rec"] = rec.detach()
             if w.diversity > 0 and g.up_fake is not None:
