@@ -43,9 +43,12 @@ class PhaseMeter:
 
     A part ends when its optimiser finishes ``step()`` (the batch part when
     :meth:`start_updates` is called): the time and FLOPs since the previous end are its own.
+    On CUDA every part boundary waits for the device, so a part's time is its kernels' time
+    and not only their launches (the step total then holds no overlap between parts).
     """
 
-    def __init__(self, nets: ScaleNets, modules: list[nn.Module]) -> None:
+    def __init__(self, nets: ScaleNets, modules: list[nn.Module], device: torch.device) -> None:
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self.seconds: dict[str, float] = defaultdict(float)
         self.flops: dict[str, float] = defaultdict(float)
         self._t, self._pending = 0.0, 0.0
@@ -62,6 +65,7 @@ class PhaseMeter:
     def _close(self, part: str) -> None:
         """Time and FLOPs since the last close belong to ``part`` (so repeated D updates of
         one step all count as D)."""
+        self._sync()
         now = time.perf_counter()
         self.seconds[part] += now - self._t
         self.flops[part] += self._pending
@@ -78,6 +82,7 @@ class PhaseMeter:
     @contextmanager
     def step(self) -> Iterator[None]:
         """Measure one step: the batch until D's update starts is the ``batch`` part."""
+        self._sync()
         self._t, self._pending = time.perf_counter(), 0.0
         yield
 
@@ -111,7 +116,7 @@ def _bench_scale(trainer: Trainer, n: int, steps: int, warmup: int) -> list[dict
     use_synthetic = trainer.cfg.mode != "generate"  # the dearer S step, as after the hold-out
     for _ in range(warmup):
         trainer.step_fn.run(nets, trainer.batches.make(n, use_synthetic), use_synthetic)
-    meter = PhaseMeter(nets, [trainer.generator, trainer.segmenter, trainer.discriminator])
+    meter = PhaseMeter(nets, [trainer.generator, trainer.segmenter, trainer.discriminator], trainer.device)
     try:
         for _ in range(steps):
             with meter.step():
@@ -178,6 +183,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     print(format_table(rows))
     result = {"preset": args.preset, "mode": train_cfg.mode, "device": str(device),
               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "steps": args.steps, "rows": rows}
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")
