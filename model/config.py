@@ -213,7 +213,8 @@ class TrainConfig:
             checkpoint and at every scale's end): one ``metrics.jsonl`` record with their mean
             over those steps. Reading is a host sync, which stalls a GPU's queue; 1 logs every
             step. A non-finite loss stops training when it is read.
-        sample_every: write a sample grid every this many steps (and at every scale's end).
+        sample_every: write a sample grid every this many steps (and at every scale's end;
+            0: only at the scales' ends).
         snapshot_every: write a serving file of the run as it stands, ``snapshots/scale{n}-step{k}.pt``,
             before a scale's first step and after every this many of its steps (0: never):
             the points of a learning curve (``histosynth experiment curve``).

@@ -170,6 +170,11 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
     train_cfg.lr_factor(0)  # checks lr_decay
     if train_cfg.log_every < 1:
         raise ValueError(f"log_every must be at least 1, got {train_cfg.log_every}")
+    if train_cfg.checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {train_cfg.checkpoint_every}")
+    for name in ("sample_every", "snapshot_every"):
+        if getattr(train_cfg, name) < 0:
+            raise ValueError(f"{name} must be at least 0 (0: off), got {getattr(train_cfg, name)}")
 
 
 def adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -305,7 +310,8 @@ class Trainer:
                         self._tick(self._progress(n, self.last_losses, start_done), bar, on_progress)
                     if self.step % self.cfg.checkpoint_every == 0 and self.step < self.cfg.steps_per_scale:
                         self.save_state()
-                    if self.dist.main and self.step % self.cfg.sample_every == 0 and self.step < self.cfg.steps_per_scale:
+                    if (self.dist.main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0
+                            and self.step < self.cfg.steps_per_scale):
                         self._samples(n, self.step)
                     if self.cfg.snapshot_every and self.step % self.cfg.snapshot_every == 0:
                         self._snapshot(n)

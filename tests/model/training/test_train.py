@@ -244,6 +244,12 @@ def test_existing_state_needs_resume(dataset, tmp_path: Path) -> None:
         train(model_cfg, train_cfg, dataset, tmp_path, name="x")
 
 
+def test_sample_every_zero_writes_samples_only_at_scale_ends(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    train(model_cfg, replace(train_cfg, sample_every=0), dataset, tmp_path, name="s")
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["scale0.png", "scale1.png", "scale2.png"]
+
+
 def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
     model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
     seen: list[Progress] = []
@@ -261,6 +267,9 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"mode": "ssl"}, "unlabelled"),
         ({"lr_decay": -0.1}, "lr_decay"),
         ({"log_every": 0}, "log_every"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be at least 1, got 0"),
+        ({"sample_every": -1}, "sample_every must be at least 0"),
+        ({"snapshot_every": -2}, "snapshot_every must be at least 0"),
     ],
 )
 def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
