@@ -83,7 +83,7 @@ class BaselinePipeline(Pipeline):
         y = one_hot(t, self.classes.num_classes)  # (1, K, H, W); the nets pad internally
         if self.device.type == "cuda":
             y = y.contiguous(memory_format=torch.channels_last)
-        image = to_uint8(self.generator(y)[0].float().cpu())  # (H, W, 3)
+        image = to_uint8(self.generator(y)[0])  # (H, W, 3), converted on the device
         return [image.copy() for _ in seeds]
 
     @torch.inference_mode()
