@@ -105,6 +105,7 @@ def cmd_bench_segment(args: argparse.Namespace) -> int:
         "model": args.model or f"random weights, preset {args.preset}", "device": str(device),
         "threads": torch.get_num_threads(), "tile": pipe.segment_tile,
         "piece": pipe.segmenter.scales[0].net.piece, "cpu": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__, "rows": rows,
     }
     Path(args.json).write_text(json.dumps(result, indent=2))
