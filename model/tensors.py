@@ -55,6 +55,28 @@ def mask_pyramid(
     return onehots, [labels.long()] + [o.argmax(dim=1) for o in onehots[1:]]
 
 
+def mask_pyramid_from(
+    labels: torch.Tensor, num_classes: int, num_scales: int, start: int
+) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+    """The entries ``start`` and coarser of :func:`mask_pyramid` (None below ``start``), equal
+    to them: entry ``start`` counts each class per ``2**start``-pixel block (one byte per pixel
+    and class) instead of pooling a full-resolution float one-hot map."""
+    if start == 0:
+        onehots, labs = mask_pyramid(labels, num_classes, num_scales)
+        return list(onehots), list(labs)
+    _check_scales(labels.shape[-2:], num_scales)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}")
+    f = 2**start
+    b, h, w = labels.shape[0], labels.shape[-2] // f, labels.shape[-1] // f
+    blocks = labels[:, : h * f, : w * f]
+    counts = [(blocks == k).view(torch.uint8).reshape(b, h, f, w, f).sum((2, 4), dtype=torch.int32)
+              for k in range(num_classes)]
+    first = torch.stack(counts, 1).float() / (f * f)  # (B, K, h, w): exact fractions
+    onehots = image_pyramid(first, num_scales - start)
+    return [None] * start + list(onehots), [None] * start + [o.argmax(dim=1) for o in onehots]
+
+
 def _check_scales(size: Sequence[int], num_scales: int) -> None:
     if num_scales < 1 or min(size) < 2 ** (num_scales - 1):
         raise ValueError(f"a {tuple(size)} input is too small for {num_scales} scales")

@@ -23,11 +23,17 @@ from model.nets.blocks import crop, upsample
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 from model.report import image_grid
-from model.tensors import image_pyramid, mask_pyramid, noise_maps, pad_array, to_tensor, to_uint8
-from model.training.data import Dataset, TileSampler
+from model.tensors import (
+    image_pyramid,
+    mask_pyramid,
+    mask_pyramid_from,
+    noise_maps,
+    pad_array,
+    to_tensor,
+    to_uint8,
+)
+from model.training.data import Dataset, TileSampler, Window
 from model.training.steps import GeneratorBatch, ScaleBatch, SegmenterBatch, UnlabeledBatch
-
-Window = tuple[int, int, int, int]  # top, left, height, width
 
 
 def _up(x: Tensor, like: Tensor) -> Tensor:
@@ -80,10 +86,10 @@ class BatchMaker:
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
 
-    def _noise_maps(self, ys: list[Tensor], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
-        b = ys[0].shape[0]
+    def _noise_maps(self, ys: list[Tensor | None], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
+        b = next(y for y in ys if y is not None).shape[0]
         channels = [self.t.generator.noise_channels(m) for m in range(len(ys))]
-        sizes = [(y.shape[-2], y.shape[-1]) for y in ys]
+        sizes = [(0, 0) if y is None else (y.shape[-2], y.shape[-1]) for y in ys]  # None: below stop_at
         if not noisy:  # the reconstruction noise maps (eq. 3: zeros; or SinGAN's fixed z*)
             return [None if m < stop_at else self.rec_noise(m, (b, channels[m], *sizes[m]))
                     for m in range(len(ys))]
@@ -113,24 +119,31 @@ class BatchMaker:
         reach = sum((self.t.model_cfg.generator.num_blocks + 2) * 2**m for m in range(n + 1, self.t.num_scales))
         return max(cfg.crop_context, reach)
 
-    def _region(self, n: int, *tensors: Tensor | None) -> tuple[list[Tensor | None], bool]:
-        """Cut a random region of crop * 2**n + 2 * context pixels (aligned to the pyramid)
-        from full-resolution tiles; True when cut, so the crop is then its centre."""
-        cfg, f = self.t.cfg, self.t.model_cfg.factor
-        first = next(x for x in tensors if x is not None)
-        h, w = first.shape[-2:]
+    def _region(self, n: int) -> tuple[Window | None, bool]:
+        """A random region of crop * 2**n + 2 * context pixels (aligned to the pyramid) of a
+        tile, or None for the whole tile; True when cut, so the crop is then its centre."""
+        cfg, f, side_t = self.t.cfg, self.t.model_cfg.factor, self.t.cfg.tile_size
         if cfg.coarse_context == "tile":
-            return list(tensors), False
+            return None, False
         side = -(-(cfg.crop_size * 2**n + 2 * self.context(n)) // f) * f
-        if side >= h or side >= w:
-            return list(tensors), False
-        top = f * int(torch.randint(0, (h - side) // f + 1, (1,), generator=self.t.gen))
-        left = f * int(torch.randint(0, (w - side) // f + 1, (1,), generator=self.t.gen))
-        return [None if x is None else x[..., top:top + side, left:left + side] for x in tensors], True
+        if side >= side_t:
+            return None, False
+        top = f * int(torch.randint(0, (side_t - side) // f + 1, (1,), generator=self.t.gen))
+        left = f * int(torch.randint(0, (side_t - side) // f + 1, (1,), generator=self.t.gen))
+        return (top, left, side, side), True
+
+    def _real(self, sampler: TileSampler, n: int, bs: int) -> tuple[list[Tensor | None], Tensor | None, bool]:
+        """Real tiles for scale n: the region it needs, as uint8 pixels sent to the device and
+        jittered there; their image pyramid from scale n on, their labels and whether cut."""
+        region, centred = self._region(n)
+        raw = sampler.sample_raw(bs, region)
+        xs = [None] * n + list(image_pyramid(raw.images(self.t.device, 2**n), self.t.num_scales - n))
+        labels = None if raw.labels is None else raw.labels.to(self.t.device)
+        return xs, labels, centred
 
     # ---- coarser scales (frozen) ----------------------------------------------------
     @torch.no_grad()
-    def _coarse_images(self, n: int, ys: list[Tensor], noisy: bool) -> list[Tensor | None] | None:
+    def _coarse_images(self, n: int, ys: list[Tensor | None], noisy: bool) -> list[Tensor | None] | None:
         if n == self.t.num_scales - 1:
             return None
         zs = self._noise_maps(ys, n + 1, noisy)
@@ -155,32 +168,32 @@ class BatchMaker:
         """
         t, cfg = self.t, self.t.cfg
         bs = cfg.batch_size(t.rank)
-        # 1. real tiles, cut to the region this scale needs, and their pyramids
-        x, labels = t.sampler.sample(bs)  # (B, 3, T, T), (B, T, T)
-        (x, labels), centred = self._region(n, x, labels)  # (B, 3, R, R), (B, R, R)
-        x, labels = x.to(t.device, memory_format=torch.channels_last), labels.to(t.device)
-        xs = image_pyramid(x, t.num_scales)
-        ys, labs = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        # 1. real tiles, cut to the region this scale needs, and their pyramids from scale n
+        xs, labels, centred = self._real(t.sampler, n, bs)  # (B, 3, R / 2**m, R / 2**m), (B, R, R)
+        assert labels is not None
+        ys, labs = mask_pyramid_from(labels, t.model_cfg.num_classes, t.num_scales, n)
+        x_n = xs[n]
+        assert x_n is not None
         # 2. the frozen coarser scales on the whole region, upsampled to scale n
         use_rec = cfg.loss.rec_active(n, t.num_scales)
         fake = self._coarse_images(n, ys, noisy=True)
         rec = self._coarse_images(n, ys, noisy=False) if use_rec else None
         s_prev = syn_prev = None
         if cfg.mode != "generate" and fake is not None:
-            s_prev = _up(self._coarse_logits(n, xs), xs[n])
+            s_prev = _up(self._coarse_logits(n, xs), x_n)
             if use_synthetic:
-                syn_prev = _up(self._coarse_logits(n, fake), xs[n])
+                syn_prev = _up(self._coarse_logits(n, fake), x_n)
         # 3. one crop window for every tensor of the scale, then the noise of the crop
-        w = self._window(*xs[n].shape[-2:], centred)
-        crop_x = _cut(xs[n], w)
+        w = self._window(*x_n.shape[-2:], centred)
+        crop_x = _cut(x_n, w)
         assert crop_x is not None
         amp = float(t.generator.noise_amp[n])
         z_shape = (crop_x.shape[0], t.generator.noise_channels(n), *crop_x.shape[-2:])
         gen = GeneratorBatch(
             x=crop_x, y=_cut(ys[n], w),  # type: ignore[arg-type]
             z=amp * self._randn(*z_shape),
-            up_fake=_cut(_up(fake[n + 1], xs[n]), w) if fake else None,
-            up_rec=_cut(_up(rec[n + 1], xs[n]), w) if rec else None,
+            up_fake=_cut(_up(fake[n + 1], x_n), w) if fake else None,
+            up_rec=_cut(_up(rec[n + 1], x_n), w) if rec else None,
             rec=use_rec, z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None,
             rec_pooling=cfg.loss.rec_pooling(n, t.num_scales),
         )
@@ -199,13 +212,13 @@ class BatchMaker:
 
     def _unlabeled(self, n: int, bs: int) -> UnlabeledBatch:
         assert self.t.unlabeled_sampler is not None
-        u, _ = self.t.unlabeled_sampler.sample(bs)
-        (u,), centred = self._region(n, u)
-        us = image_pyramid(u.to(self.t.device, memory_format=torch.channels_last), self.t.num_scales)
+        us, _, centred = self._real(self.t.unlabeled_sampler, n, bs)
+        u_n = us[n]
+        assert u_n is not None
         prev = self._coarse_logits(n, us)
-        u_prev = _up(prev, us[n]) if prev is not None else None
-        w = self._window(*us[n].shape[-2:], centred)
-        crop_u = _cut(us[n], w)
+        u_prev = _up(prev, u_n) if prev is not None else None
+        w = self._window(*u_n.shape[-2:], centred)
+        crop_u = _cut(u_n, w)
         assert crop_u is not None
         z_u = self._seg_noise(crop_u)
         share = self.t.cfg.pseudo_positive_fraction
@@ -218,13 +231,13 @@ class BatchMaker:
         t, cfg = self.t, self.t.cfg
         if n == t.num_scales - 1:
             return cfg.noise_amp_init
-        x, labels = t.sampler.sample(cfg.batch_size(t.rank))
-        x, labels = x.to(t.device), labels.to(t.device)
-        xs = image_pyramid(x, t.num_scales)
-        ys, _ = mask_pyramid(labels, t.model_cfg.num_classes, t.num_scales)
+        raw = t.sampler.sample_raw(cfg.batch_size(t.rank))
+        assert raw.labels is not None
+        x_n = raw.images(t.device, 2**n)
+        ys, _ = mask_pyramid_from(raw.labels.to(t.device), t.model_cfg.num_classes, t.num_scales, n)
         rec = self._coarse_images(n, ys, noisy=False)
         assert rec is not None
-        rmse = torch.sqrt(F.mse_loss(_up(rec[n + 1], xs[n]), xs[n]))
+        rmse = torch.sqrt(F.mse_loss(_up(rec[n + 1], x_n), x_n))
         return cfg.noise_amp_factor * float(rmse)
 
     @torch.no_grad()

@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from model.classes import ClassInfo, ClassTable
 from model.imageio import IMAGE_SUFFIXES, read_image, read_mask  # read_* re-exported
-from model.tensors import pad_array, to_tensor
+from model.tensors import pad_array
 
 Layout = Literal["folder", "glas"]
 
@@ -269,6 +270,61 @@ def tile_positions(h: int, w: int, tile: int, overlap: int) -> list[tuple[int, i
     return [(t, s) for t in _starts(h, tile, stride) for s in _starts(w, tile, stride)]
 
 
+Window = tuple[int, int, int, int]  # top, left, height, width
+
+
+@dataclass(frozen=True)
+class RawTiles:
+    """Tiles as drawn, before their colour jitter is applied.
+
+    The jitter of :class:`TileSampler` is an affine map of each pixel's colour followed by a
+    clamp, so a batch travels as uint8 pixels plus one 3x4 map per tile and becomes float
+    images on the device that trains on it (:meth:`images`): a quarter of the bytes to copy,
+    and the float work runs there.
+
+    Args:
+        pixels: (B, H, W, 3) uint8, each tile after its flips and rotation (cut to a window).
+        labels: (B, H, W) class indices (uint8, or int64 when they do not fit), or None.
+        colour: (B, 3, 4) float32 ``[A | d]``: the image is ``clamp(A @ rgb + d, -1, 1)``.
+    """
+
+    pixels: torch.Tensor
+    labels: torch.Tensor | None
+    colour: torch.Tensor
+
+    def images(self, device: torch.device | str = "cpu", pool: int = 1) -> torch.Tensor:
+        """(B, 3, H / pool, W / pool) float images in [-1, 1] on ``device``, channels-last,
+        average-pooled by ``pool`` (a coarse scale's image without the full-resolution one).
+
+        On the CPU a pooled image is made in bands of rows that stay in the caches (jitter,
+        clamp and pooling of one band at a time), about 3x faster than whole tiles.
+        """
+        u = self.pixels.to(device)
+        b, h, w, _ = u.shape
+        colour = self.colour.to(device)
+        if pool > 1 and u.device.type == "cpu":
+            return self._pooled_bands(u, colour, pool)
+        rgb = torch.baddbmm(colour[:, None, :, 3], u.reshape(b, h * w, 3).float(),
+                            colour[:, :, :3].transpose(1, 2))  # (B, H*W, 3)
+        x = rgb.clamp_(-1, 1).view(b, h, w, 3).permute(0, 3, 1, 2)
+        return F.avg_pool2d(x, pool) if pool > 1 else x
+
+    @staticmethod
+    def _pooled_bands(u: torch.Tensor, colour: torch.Tensor, pool: int) -> torch.Tensor:
+        b, h, w, _ = u.shape
+        hp, wp = h // pool, w // pool
+        rows = pool * max(1, 64 // pool)  # 64 rows: a band's floats fit in the L2 cache
+        out = u.new_empty((b, hp, wp, 3), dtype=torch.float32)
+        for i in range(b):
+            a, d = colour[i, :, :3].T, colour[i, :, 3]
+            for top in range(0, hp * pool, rows):
+                band = u[i, top:min(top + rows, hp * pool), : wp * pool]
+                rgb = torch.addmm(d, band.reshape(-1, 3).float(), a).clamp_(-1, 1)  # (rows * W, 3)
+                out[i, top // pool: top // pool + band.shape[0] // pool] = (
+                    rgb.view(-1, pool, wp, pool, 3).mean((1, 3)))
+        return out.permute(0, 3, 1, 2)
+
+
 class TileSampler:
     """Random augmented tiles from the tiling of a list of images (and their masks).
 
@@ -298,11 +354,15 @@ class TileSampler:
             raise ValueError(f"color_jitter must be >= 0, got {color_jitter}")
         self.tile_size, self.color_jitter = tile_size, color_jitter
         self.images = [pad_array(im, (tile_size, tile_size), "reflect") for im in images]
-        self.masks = None if masks is None else [pad_array(m, (tile_size, tile_size), "edge") for m in masks]
+        self.masks = None if masks is None else [_compact(pad_array(m, (tile_size, tile_size), "edge")) for m in masks]
         for i, im in enumerate(self.images):
             if self.masks is not None and self.masks[i].shape != im.shape[:2]:
                 raise ValueError(f"image {i} is {im.shape[:2]} but its mask {self.masks[i].shape}")
         self.positions = [tile_positions(*im.shape[:2], tile_size, overlap) for im in self.images]
+        # mean colour of every tile of the tiling (flips and rotations keep it): the contrast
+        # jitter pivots on the tile's mean luma, whatever window of the tile is kept
+        self.means = [[im[t:t + tile_size, s:s + tile_size].reshape(-1, 3).mean(0) for t, s in pos]
+                      for im, pos in zip(self.images, self.positions, strict=True)]
         self.rng = np.random.default_rng(seed)
 
     def state_dict(self) -> dict[str, Any]:
@@ -318,66 +378,90 @@ class TileSampler:
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Draw ``batch`` tiles: x (B, 3, T, T) float in [-1, 1], y (B, T, T) long or None."""
-        xs, ys = [], []
-        for _ in range(batch):
-            x, y = self._one()
-            xs.append(x)
-            ys.append(y)
-        x = torch.stack(xs)  # (B, 3, T, T)
-        return x, (None if self.masks is None else torch.stack(ys))  # type: ignore[arg-type]
+        raw = self.sample_raw(batch)
+        x = raw.images().contiguous()  # (B, 3, T, T)
+        return x, (None if raw.labels is None else raw.labels.long())
 
-    def _one(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def sample_raw(self, batch: int, window: Window | None = None) -> RawTiles:
+        """Draw ``batch`` tiles and keep ``window`` of each (of the tile after its flips and
+        rotation; None keeps the whole tile), with their colour maps. The same draws as
+        :meth:`sample`: a window of :meth:`sample_raw` is that window of :meth:`sample`."""
+        top, left, h, w = window or (0, 0, self.tile_size, self.tile_size)
+        if top < 0 or left < 0 or top + h > self.tile_size or left + w > self.tile_size:
+            raise ValueError(f"window {window} is not inside a {self.tile_size}-pixel tile")
+        pixels = np.empty((batch, h, w, 3), np.uint8)
+        labels = None if self.masks is None else np.empty((batch, h, w), self.masks[0].dtype)
+        colour = np.empty((batch, 3, 4), np.float32)
+        for b in range(batch):
+            image, mask, colour[b] = self._one()
+            pixels[b] = image[top:top + h, left:left + w]
+            if labels is not None and mask is not None:
+                labels[b] = mask[top:top + h, left:left + w]
+        return RawTiles(torch.from_numpy(pixels), None if labels is None else torch.from_numpy(labels),
+                        torch.from_numpy(colour))
+
+    def _one(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """One tile as views (after flips and rotation) and its colour map."""
         i = int(self.rng.integers(len(self.images)))
-        top, left = self.positions[i][int(self.rng.integers(len(self.positions[i])))]
+        p = int(self.rng.integers(len(self.positions[i])))
+        top, left = self.positions[i][p]
         window = (slice(top, top + self.tile_size), slice(left, left + self.tile_size))
         image = self.images[i][window]  # (T, T, 3)
         mask = None if self.masks is None else self.masks[i][window]  # (T, T)
         flip_h, flip_v, k = self.rng.integers(2), self.rng.integers(2), int(self.rng.integers(4))
         image, mask = (_geometric(a, bool(flip_h), bool(flip_v), k) for a in (image, mask))
-        x = to_tensor(image)
         jitter = self.rng.uniform(-1, 1, 4)  # drawn even when off: same tiles either way
-        if self.color_jitter > 0:
-            x = _jitter(x, self.color_jitter * jitter)
-        y = None if mask is None else torch.from_numpy(mask.astype(np.int64))
-        return x, y
+        return image, mask, colour_map(self.color_jitter * jitter, self.means[i][p])
+
+
+def _compact(mask: np.ndarray) -> np.ndarray:
+    """Class indices as uint8 when they fit (a quarter of a tile's bytes to copy per step)."""
+    if mask.size and 0 <= mask.min() and mask.max() <= 255:
+        return mask.astype(np.uint8)
+    return mask
 
 
 def _geometric(a: np.ndarray | None, flip_h: bool, flip_v: bool, k: int) -> Any:
-    """The same flips and rotation for an image (T, T, C) and a mask (T, T)."""
+    """The same flips and rotation for an image (T, T, C) and a mask (T, T), as views."""
     if a is None:
         return None
     if flip_h:
         a = a[:, ::-1]
     if flip_v:
         a = a[::-1]
-    return np.ascontiguousarray(np.rot90(a, k, axes=(0, 1)))
+    return np.rot90(a, k, axes=(0, 1))
 
 
 # RGB <-> YIQ: saturation scales the chroma plane (I, Q) and hue rotates it.
-_RGB2YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
-)
-_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 
 
-def _jitter(x: torch.Tensor, amounts: np.ndarray) -> torch.Tensor:
-    """Jitter one image (3, H, W) in [-1, 1].
+def colour_map(amounts: np.ndarray, mean_rgb: np.ndarray) -> np.ndarray:
+    """The colour jitter of one tile as a (3, 4) affine map ``[A | d]`` of its uint8 RGB
+    values to [-1, 1] (before the clamp).
 
     Args:
-        x: the image.
         amounts: brightness, contrast and saturation changes (factors 1 + a) and the hue
-            shift (a fraction of the colour circle), each in [-strength, strength].
+            shift (a fraction of the colour circle), each in [-strength, strength]; zeros
+            give ``u / 127.5 - 1``.
+        mean_rgb: the tile's mean uint8 colour (contrast pivots on its luma).
+
+    With rgb = u / 255 * brightness, the jittered image in [0, 1] is
+    ``M ((rgb - L) * contrast + L)``, where L is the mean luma of rgb and M scales the
+    chroma plane by the saturation and rotates it by the hue; in [-1, 1] that is
+    ``A u + d`` with ``A = 2 contrast brightness / 255 M`` and ``d = 2 (1 - contrast) L M 1 - 1``.
     """
+    if not np.any(amounts):
+        return np.hstack([np.eye(3) / 127.5, -np.ones((3, 1))])
     bright, contrast, sat = 1 + amounts[:3]
     angle = 2 * np.pi * amounts[3]
-    rgb = (x + 1) / 2 * bright  # (3, H, W) in [0, 1]
-    luma = _RGB2YIQ[0].to(rgb) @ rgb.reshape(3, -1)  # (H*W,)
-    rgb = (rgb - luma.mean()) * contrast + luma.mean()
     c, s = np.cos(angle) * sat, np.sin(angle) * sat
-    chroma = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=torch.float64)
-    m = (_YIQ2RGB @ chroma @ _RGB2YIQ).to(rgb)  # (3, 3)
-    rgb = torch.einsum("ij,jhw->ihw", m, rgb)
-    return rgb.clamp(0, 1) * 2 - 1
+    m = _YIQ2RGB @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ _RGB2YIQ  # (3, 3)
+    luma = bright * float(_RGB2YIQ[0] @ mean_rgb) / 255
+    a = 2 * contrast * bright / 255 * m
+    d = 2 * (1 - contrast) * luma * m.sum(axis=1) - 1
+    return np.hstack([a, d[:, None]])
 
 
 # ---- resizing ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from model.tensors import (
     image_pyramid,
     mask_pyramid,
+    mask_pyramid_from,
     noise_maps,
     pad_array,
     pad_array_to_multiple,
@@ -42,7 +43,21 @@ def test_pyramids(h: int, w: int, scales: int) -> None:
         assert torch.equal(o.argmax(1), y)
 
 
+@pytest.mark.parametrize("h, w, scales", [(64, 64, 5), (48, 40, 4), (17, 18, 2)])
+def test_mask_pyramids_from_a_scale_equal_the_full_pyramids(h: int, w: int, scales: int) -> None:
+    gen = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 3, (2, h, w), generator=gen).to(torch.uint8)
+    full_y, full_labs = mask_pyramid(labels, 3, scales)
+    for start in range(scales):
+        ys, labs = mask_pyramid_from(labels, 3, scales, start)
+        assert ys[:start] == labs[:start] == [None] * start
+        for n in range(start, scales):
+            assert torch.equal(ys[n], full_y[n]) and torch.equal(labs[n], full_labs[n])  # exact
+
+
 def test_pyramid_errors() -> None:
+    with pytest.raises(ValueError, match="0..1"):
+        mask_pyramid_from(torch.full((1, 4, 4), 2), 2, 2, 1)
     with pytest.raises(ValueError, match="too small"):
         image_pyramid(torch.zeros(1, 3, 4, 4), 4)
     with pytest.raises(ValueError, match="0..1"):

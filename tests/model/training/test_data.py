@@ -18,7 +18,9 @@ from PIL import Image
 from model.classes import ClassTable
 from model.training.data import (
     Dataset,
+    RawTiles,
     TileSampler,
+    colour_map,
     load_dataset,
     read_image,
     read_mask,
@@ -361,6 +363,64 @@ def test_color_jitter_changes_image_only() -> None:
     xj, yj = jittered.sample(4)
     assert torch.equal(ys, yj)  # type: ignore[arg-type]
     assert not torch.allclose(xs, xj) and xj.min() >= -1 and xj.max() <= 1
+
+
+def _reference_jitter(u: np.ndarray, amounts: np.ndarray) -> torch.Tensor:
+    """The jitter written out step by step on one float image (the sampler's definition)."""
+    bright, contrast, sat = 1 + amounts[:3]
+    angle = 2 * np.pi * amounts[3]
+    rgb = torch.from_numpy(u).permute(2, 0, 1).double() / 255 * bright  # (3, H, W) in [0, 1]
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                       dtype=torch.float64)
+    luma = (yiq[0] @ rgb.reshape(3, -1)).mean()
+    rgb = (rgb - luma) * contrast + luma
+    c, s = np.cos(angle) * sat, np.sin(angle) * sat
+    chroma = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=torch.float64)
+    rgb = torch.einsum("ij,jhw->ihw", torch.linalg.inv(yiq) @ chroma @ yiq, rgb)
+    return (rgb.clamp(0, 1) * 2 - 1).float()
+
+
+@pytest.mark.parametrize("amounts", [[0, 0, 0, 0], [0.3, -0.2, 0.25, 0.1], [-0.3, 0.3, -0.3, -0.3]])
+def test_colour_map_is_the_jitter(amounts: list[float]) -> None:
+    u = RNG.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    a = np.array(amounts)
+    raw = RawTiles(torch.from_numpy(u)[None], None,
+                   torch.from_numpy(colour_map(a, u.reshape(-1, 3).mean(0))).float()[None])
+    x = raw.images()
+    assert x.shape == (1, 3, 9, 7) and x.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(x[0], _reference_jitter(u, a), rtol=0, atol=2e-6)
+    if not any(amounts):  # no jitter: exactly the plain conversion
+        torch.testing.assert_close(x[0], torch.from_numpy(u).permute(2, 0, 1).float() / 127.5 - 1,
+                                   rtol=0, atol=1e-6)
+
+
+def test_a_window_of_the_raw_tiles_is_that_window_of_the_tiles() -> None:
+    whole, cut = sampler(jitter=0.2).sample_raw(5), sampler(jitter=0.2).sample_raw(5, (4, 2, 8, 12))
+    assert cut.pixels.shape == (5, 8, 12, 3) and cut.labels is not None and whole.labels is not None
+    assert cut.labels.dtype == torch.uint8  # class indices travel as bytes
+    assert torch.equal(cut.pixels, whole.pixels[:, 4:12, 2:14])
+    assert torch.equal(cut.labels, whole.labels[:, 4:12, 2:14])
+    assert torch.equal(cut.colour, whole.colour)  # the jitter of the whole tile, not the window's
+    x, y = sampler(jitter=0.2).sample(5)
+    assert torch.equal(x[:, :, 4:12, 2:14], cut.images()) and torch.equal(y[:, 4:12, 2:14], cut.labels.long())  # type: ignore[index]
+    with pytest.raises(ValueError, match="window"):
+        sampler().sample_raw(1, (10, 0, 8, 8))
+
+
+@pytest.mark.parametrize("pool", [2, 4, 16])
+def test_pooled_images_equal_pooling_the_images(pool: int) -> None:
+    imgs = [RNG.integers(0, 256, (208, 176, 3), dtype=np.uint8) for _ in range(2)]
+    raw = TileSampler(imgs, None, tile_size=176, overlap=0, color_jitter=0.3, seed=0).sample_raw(3, (16, 0, 160, 176))
+    pooled = raw.images(pool=pool)  # bands of rows on the CPU
+    assert pooled.shape == (3, 3, 160 // pool, 176 // pool)
+    assert pooled.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(pooled, torch.nn.functional.avg_pool2d(raw.images(), pool), rtol=0, atol=1e-6)
+
+
+def test_class_indices_too_large_for_a_byte_stay_int64() -> None:
+    img = RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    raw = TileSampler([img], [np.full((8, 8), 300, np.int64)], 8, 0, 0.0, seed=0).sample_raw(1)
+    assert raw.labels is not None and raw.labels.dtype == torch.int64 and int(raw.labels.max()) == 300
 
 
 # ---- resizing ---------------------------------------------------------------------------
