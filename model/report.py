@@ -39,6 +39,10 @@ class MetricsLog:
                 and json.loads(line).get("global_step", 0) <= global_step]
         self.path.write_text("".join(line + "\n" for line in kept))
 
+    def clear(self) -> None:
+        """Start an empty log (a new run in a folder that an unfinished one left records in)."""
+        self.path.unlink(missing_ok=True)
+
     def append(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

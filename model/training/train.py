@@ -145,8 +145,11 @@ def _run_rank(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Dataset, 
     try:
         if resume and (out / "state.pt").exists():
             trainer.load_state(out / "state.pt")
-        elif init[0] is not None:
-            trainer.init_from(Path(init[0]), init[1])
+        else:  # a new run: records of an earlier one that stopped before its first state go
+            if ctx.main:
+                trainer.log.clear()
+            if init[0] is not None:
+                trainer.init_from(Path(init[0]), init[1])
         result = trainer.run(*callbacks) if ctx.main else trainer.run(None, None, False)
     except BaseException:
         distributed.shutdown(ctx, wait=False)

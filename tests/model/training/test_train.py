@@ -250,6 +250,14 @@ def test_sample_every_zero_writes_samples_only_at_scale_ends(dataset, tmp_path: 
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["scale0.png", "scale1.png", "scale2.png"]
 
 
+def test_a_new_run_does_not_append_to_a_stale_log(dataset, tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"scale": 0, "step": 1, "global_step": 5}\n')  # no state.pt
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
+    train(model_cfg, train_cfg, dataset, tmp_path, name="n")
+    steps = [json.loads(line)["global_step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+
+
 def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
     model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=2)
     seen: list[Progress] = []
