@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from glob import glob
 from pathlib import Path
@@ -59,10 +60,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if not names or unknown:
         raise ValueError(f"unknown queue(s) {unknown or names}; choose from {', '.join(QUEUES)}")
     conn = connect(settings)
-    try:
-        conn.ping()
-    except Exception as exc:
-        raise ValueError(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}") from None
+    wait_for_redis(conn, settings.redis_url, 0.0 if args.check else settings.redis_wait_s)
     if args.check:
         return check_worker(conn)
     worker_class: type = JobWorker
@@ -74,6 +72,33 @@ def run_worker(args: argparse.Namespace) -> int:
              redact_url(settings.redis_url))
     worker.work(burst=args.burst, logging_level=settings.log_level)
     return 0
+
+
+def wait_for_redis(conn: Any, url: str | None, wait_s: float) -> None:
+    """Return once Redis answers PING; a worker may start before its Redis (compose) or while
+    an embedded one restarts. Connection errors are retried with growing pauses for
+    ``wait_s`` seconds, then (and at once for other errors, a wrong password say) a
+    ValueError names the URL, without its password."""
+    from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+
+    from worker.queue import redact_url
+
+    deadline, pause, said = time.monotonic() + wait_s, 0.1, False
+    while True:
+        try:
+            conn.ping()
+            return
+        except (ConnectionError, TimeoutError) as exc:
+            if isinstance(exc, AuthenticationError) or time.monotonic() + pause > deadline:
+                waited = f" (waited {wait_s:g} s)" if wait_s else ""
+                raise ValueError(f"cannot reach Redis at {redact_url(url)}{waited}: {exc}") from None
+            if not said:
+                log.info("waiting up to %g s for Redis at %s", wait_s, redact_url(url))
+                said = True
+            time.sleep(pause)
+            pause = min(2.0, pause * 2)
+        except Exception as exc:
+            raise ValueError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 
 def check_worker(conn: Any) -> int:

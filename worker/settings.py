@@ -152,9 +152,12 @@ class WorkerSettings(Settings):
 
     Args:
         worker_class: ``spawn`` (a fresh process per job) or ``simple`` (in the worker process).
+        redis_wait_s: how long a starting worker waits for Redis to answer (it may start
+            before Redis, or while an embedded one restarts); 0: one try.
     """
 
     worker_class: Literal["spawn", "simple"] = "spawn"
+    redis_wait_s: float = Field(default=60.0, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -37,7 +37,7 @@ def test_worker_and_service_share_only_the_base() -> None:
     shared = set(Settings.model_fields)
     worker_only = set(WorkerSettings.model_fields) - shared
     service_only = set(ServiceSettings.model_fields) - shared
-    assert worker_only == {"worker_class"}
+    assert worker_only == {"worker_class", "redis_wait_s"}
     assert {"api_key", "max_upload_bytes", "host", "port"} <= service_only
     assert not worker_only & service_only
 
