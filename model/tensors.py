@@ -48,8 +48,7 @@ def mask_pyramid(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Soft one-hot masks (B, K, h, w) and their argmax labels (B, h, w), indexed by n."""
     _check_scales(labels.shape[-2:], num_scales)
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}")
+    _check_labels(labels, num_classes)
     onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()  # (B, K, H, W)
     onehots = image_pyramid(onehot, num_scales)
     return onehots, [labels.long()] + [o.argmax(dim=1) for o in onehots[1:]]
@@ -65,8 +64,7 @@ def mask_pyramid_from(
         onehots, labs = mask_pyramid(labels, num_classes, num_scales)
         return list(onehots), list(labs)
     _check_scales(labels.shape[-2:], num_scales)
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}")
+    _check_labels(labels, num_classes)
     f = 2**start
     b, h, w = labels.shape[0], labels.shape[-2] // f, labels.shape[-1] // f
     blocks = labels[:, : h * f, : w * f]
@@ -75,6 +73,11 @@ def mask_pyramid_from(
     first = torch.stack(counts, 1).float() / (f * f)  # (B, K, h, w): exact fractions
     onehots = image_pyramid(first, num_scales - start)
     return [None] * start + list(onehots), [None] * start + [o.argmax(dim=1) for o in onehots]
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be class indices in 0..{num_classes - 1}")
 
 
 def _check_scales(size: Sequence[int], num_scales: int) -> None:
