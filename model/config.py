@@ -140,6 +140,10 @@ class LossConfig:
             |G(z1) - G(z2)| / |z1 - z2| (this scale's noise; same mask and coarser image), so it
             cannot ignore its noise and every variant look the same. 0 turns it off.
         diversity_cap: the ratio stops earning reward above this (unbounded reward diverges).
+        mask: weight of the mask-consistency term: the cross-entropy, against the mask, of a
+            frozen critic (:class:`CriticConfig`) trained on the real pairs of the scale at its
+            start, on G's image. It rewards the mask directly, where reconstruction rewards the
+            paired image (and averages its structure away). 0 turns it off (no critic trained).
         ce: alpha', cross-entropy of S on real labelled pairs.
         ce_synthetic: cross-entropy weight of synthetic pairs once they reach S.
         adv_s: weight of S's adversarial term (joint and ssl modes).
@@ -159,6 +163,7 @@ class LossConfig:
     perc: float = 10.0
     diversity: float = 0.0
     diversity_cap: float = 1.0
+    mask: float = 0.0
     ce: float = 1.0
     ce_synthetic: float = 0.03
     adv_s: float = 1.0
@@ -175,6 +180,24 @@ class LossConfig:
         if self.rec_where == "split" and n >= num_scales - self.rec_scales:
             return 1
         return self.rec_downsample
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """The mask critic of ``LossConfig.mask``: a dilated CNN per scale, trained on real pairs.
+
+    Args:
+        width: channels of every conv.
+        dilations: one 3x3 conv per entry with this dilation; the receptive field is
+            1 + 2 * (1 + sum): 67 pixels of the scale at the defaults, a gland at 1/4.
+        steps: Adam steps on real pairs of the scale before its first G step.
+        lr: Adam learning rate.
+    """
+
+    width: int = 32
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1)
+    steps: int = 300
+    lr: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -219,6 +242,8 @@ class TrainConfig:
             before a scale's first step and after every this many of its steps (0: never):
             the points of a learning curve (``histosynth experiment curve``).
         color_jitter: strength of brightness/contrast/saturation/hue jitter on images.
+        loss: loss weights.
+        critic: the mask critic (used when ``loss.mask`` > 0).
         perceptual_weights: local VGG19 weights file; None turns the perceptual term off.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
         seed: seeds every random number generator.
@@ -251,6 +276,7 @@ class TrainConfig:
     snapshot_every: int = 0
     color_jitter: float = 0.05
     loss: LossConfig = field(default_factory=LossConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     perceptual_weights: str | None = None
     device: str = "auto"
     seed: int = 0

@@ -21,6 +21,7 @@ from model.config import LossConfig
 from model.nets.blocks import one_hot
 from model.training import losses
 from model.training.augment import check_policies, diff_augment
+from model.training.critic import mask_consistency
 
 Losses = dict[str, Tensor]  # name -> detached 0-d tensor on the training device
 
@@ -84,7 +85,8 @@ class ScaleBatch:
 
 @dataclass
 class ScaleNets:
-    """The three players of scale n and their optimisers (S parts None in generate mode)."""
+    """The three players of scale n and their optimisers (S parts None in generate mode), and
+    the frozen mask critic when the mask-consistency term is on."""
 
     generator: nn.Module
     discriminator: nn.Module
@@ -92,6 +94,7 @@ class ScaleNets:
     opt_d: torch.optim.Optimizer
     segmenter: nn.Module | None = None
     opt_s: torch.optim.Optimizer | None = None
+    critic: nn.Module | None = None  # frozen mask critic (LossConfig.mask), trained on real pairs
 
 
 class ScaleStep:
@@ -134,7 +137,7 @@ class ScaleStep:
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
         for _ in range(self.d_steps):
             logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
-        # 3. generator: adversarial + reconstruction + feature matching + perceptual
+        # 3. generator: adversarial + reconstruction + feature matching + mask critic + perceptual
         logs.update(self._generator_step(nets, g, fake))
         # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
         if s is not None and s_logits is not None:
@@ -199,6 +202,12 @@ class ScaleStep:
                 rec = losses.reconstruction(rec_img.float(), g.x.float(), g.rec_pooling)
                 total = total + w.rec * rec
                 logs["g_rec"] = rec.detach()
+            if w.mask > 0:
+                if nets.critic is None:
+                    raise ValueError("loss.mask > 0 needs a mask critic for the scale")
+                mask = mask_consistency(nets.critic(fake), g.y)
+                total = total + w.mask * mask
+                logs["g_mask"] = mask.detach()
             if w.diversity > 0 and g.up_fake is not None:
                 ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)
                 total = total - w.diversity * ratio.clamp(max=w.diversity_cap)

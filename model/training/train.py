@@ -34,11 +34,13 @@ from model import report
 from model.checkpoint import atomic_save, load_scales, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
 from model.device import resolve_device
+from model.nets.critic import MaskCritic
 from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 from model.training import distributed
 from model.training.batches import BatchMaker
+from model.training.critic import train_critic
 from model.training.data import Dataset, TileSampler, split_labeled
 from model.training.losses import load_perceptual
 from model.training.steps import Losses, ScaleNets, ScaleStep, read_losses
@@ -171,6 +173,11 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
     if not dataset.images:
         raise ValueError("the dataset has no labelled images")
     train_cfg.lr_factor(0)  # checks lr_decay
+    if train_cfg.loss.mask < 0:
+        raise ValueError(f"loss.mask must be at least 0 (0: off), got {train_cfg.loss.mask}")
+    if train_cfg.loss.mask > 0 and train_cfg.critic.steps < 1:
+        raise ValueError(f"loss.mask > 0 needs a trained critic: critic.steps must be at least 1, "
+                         f"got {train_cfg.critic.steps}")
     if train_cfg.log_every < 1:
         raise ValueError(f"log_every must be at least 1, got {train_cfg.log_every}")
     if train_cfg.checkpoint_every < 1:
@@ -221,6 +228,8 @@ class Trainer:
         self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast, cfg.d_steps, cfg.augment)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
+        self.critic: MaskCritic | None = None  # the current scale's frozen mask critic
+        self.critic_reports: dict[str, dict[str, Any]] = {}  # scale -> CriticReport.to_dict()
         self.log = report.MetricsLog(out / "metrics.jsonl")
         self.pending: list[Losses] = []  # losses of the steps not read yet (log_every)
         self.last_losses: dict[str, float] = {}
@@ -269,6 +278,7 @@ class Trainer:
             opt_d=adam(d, cfg.lr_d, cfg.betas),
             segmenter=s if joint else None,
             opt_s=adam(s, cfg.lr_s, cfg.betas) if joint else None,
+            critic=self.critic,
         )
         for opt in (nets.opt_g, nets.opt_d, nets.opt_s):
             if opt is not None:
@@ -326,9 +336,20 @@ class Trainer:
 
     def _begin_scale(self, n: int) -> None:
         if self.step == 0:  # mean over the ranks' crops: the same amplitude everywhere
+            self._train_critic(n)
             self._seed_scale()
             self.generator.noise_amp[n] = distributed.mean(self.batches.noise_amplitude(n), self.dist, self.device)
         self.nets = self._make_nets(n)
+
+    def _train_critic(self, n: int) -> None:
+        """Scale n's mask critic on real pairs, from its own seeded streams (every rank the same)."""
+        if self.cfg.loss.mask <= 0:
+            return
+        self.critic, report_ = train_critic(self.sampler, self.cfg, self.model_cfg, n,
+                                           self.cfg.batch_size(self.rank), self.device)
+        self.critic_reports[str(n)] = report_.to_dict()
+        log.info("scale %d mask critic: %d steps on real pairs, cross-entropy %.3f, pixel accuracy %.3f",
+                 n, report_.steps, report_.ce, report_.accuracy)
 
     def _seed_scale(self) -> None:
         """Seed every random stream by (seed, scale): a scale's draws do not depend on how
@@ -381,7 +402,7 @@ class Trainer:
 
     def _end_scale(self, n: int) -> None:
         self._freeze(n)
-        self.nets = None
+        self.nets, self.critic = None, None
         if self.dist.main:
             self._samples(n)
         self.rank += 1
@@ -474,6 +495,8 @@ class Trainer:
             "generator": self.generator.state_dict(), "segmenter": self.segmenter.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt": self._opt_states(), **streams[0],
+            "critic": self.critic.state_dict() if self.critic is not None else None,
+            "critic_reports": self.critic_reports,
             "world": self.dist.world, "rank_streams": streams[1:],
         }
         atomic_save(state, self.out / "state.pt")
@@ -507,6 +530,7 @@ class Trainer:
         self.rank, self.step, self.elapsed = state["rank"], state["step"], state["elapsed"]
         for r in range(self.rank):
             self._freeze(self.scale_of(r))
+        self._load_critic(state)
         if self.rank < self.num_scales and (self.step > 0 or state["opt"] is not None):
             self.nets = self._make_nets(self.scale_of(self.rank))
             for key, opt in (("g", self.nets.opt_g), ("d", self.nets.opt_d), ("s", self.nets.opt_s)):
@@ -521,6 +545,16 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         if self.dist.main:
             self.log.truncate_after(self.rank * self.cfg.steps_per_scale + self.step)
+
+    def _load_critic(self, state: dict[str, Any]) -> None:
+        """The current scale's frozen critic, as the stopped run had trained it."""
+        self.critic_reports = dict(state.get("critic_reports") or {})
+        if state.get("critic") is None:
+            return
+        self.critic = MaskCritic(self.model_cfg.num_classes, self.cfg.critic).to(self.device)
+        self.critic.load_state_dict(state["critic"])
+        self.critic.eval()
+        self.critic.requires_grad_(False)
 
     def init_from(self, path: Path, scales: int | None) -> None:
         """Reuse the trained coarse scales of a serving file; training starts after them."""
@@ -544,6 +578,8 @@ class Trainer:
                         "classes": self.dataset.classes.name},
             "scales_trained": self.rank,
         }
+        if self.critic_reports:  # how well each scale's critic segmented real pairs
+            meta["mask_critic"] = dict(self.critic_reports)
         meta.update(self.extra_metadata)
         return meta
 

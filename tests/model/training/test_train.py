@@ -203,6 +203,7 @@ RECIPE_OPTIONS = {
     "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
               "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "loss.r1": 1.0,
+              "loss.mask": 1.0, "critic.steps": 2, "critic.width": 4, "critic.dilations": (1, 2),
               "sample_every": 2, "lr_decay": 1.0},
 }
 
@@ -216,6 +217,10 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     assert [("loss/g_rec" in r) for r in records] == [True] * 3 + [False] * 6  # coarsest scale only
     assert [("loss/g_div" in r) for r in records] == [False] * 3 + [True] * 6  # scales with a coarser image
     assert all(r["loss/d_r1"] > 0 for r in records)  # the R1 penalty in every D update
+    assert all(r["loss/g_mask"] > 0 for r in records)  # the mask critic's term in every G update
+    meta = read_payload(straight.model_path)["metadata"]
+    assert sorted(meta["mask_critic"]) == ["0", "1", "2"]  # one critic per scale, trained on real pairs
+    assert all(0 <= c["accuracy"] <= 1 and c["steps"] == 2 for c in meta["mask_critic"].values())
     for n in range(model_cfg.num_scales):  # mid-scale grids every sample_every steps, and the last
         assert (tmp_path / "a" / "samples" / f"scale{n}-step2.png").is_file()
         assert (tmp_path / "a" / "samples" / f"scale{n}.png").is_file()
@@ -227,7 +232,7 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
 
     train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_five)
     state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)  # stopped before step 2 of scale 1
-    assert state["step"] == 2
+    assert state["step"] == 2 and state["critic"] is not None  # the scale's frozen critic travels with it
     lrs = {name: opt["param_groups"][0]["lr"] for name, opt in state["opt"].items()}
     factor = train_cfg.lr_factor(1)  # the rates of the last update made (step 1): decayed
     assert factor < 1
@@ -278,6 +283,8 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"checkpoint_every": 0}, "checkpoint_every must be at least 1, got 0"),
         ({"sample_every": -1}, "sample_every must be at least 0"),
         ({"snapshot_every": -2}, "snapshot_every must be at least 0"),
+        ({"loss.mask": -1.0}, "loss.mask must be at least 0"),
+        ({"loss.mask": 1.0, "critic.steps": 0}, "critic.steps must be at least 1"),
     ],
 )
 def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
