@@ -36,11 +36,14 @@ class ConvBlock(nn.Sequential):
         in_ch: input channels.
         out_ch: output channels.
         norm: normalisation after the conv.
+        dilation: the conv's dilation; above 1 it zero-pads (any input side works).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, norm: Norm) -> None:
+    def __init__(self, in_ch: int, out_ch: int, norm: Norm, dilation: int = 1) -> None:
+        pad_mode = "reflect" if dilation == 1 else "zeros"
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, padding_mode="reflect", bias=norm == "none"),
+            nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, padding_mode=pad_mode,
+                      bias=norm == "none"),
             make_norm(norm, out_ch),
             nn.LeakyReLU(0.2),
         )

@@ -33,14 +33,16 @@ class MaskConcatStack(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.blocks = nn.ModuleList(
-            ConvBlock(in_ch if i == 0 else width + num_classes, width, cfg.norm) for i in range(cfg.num_blocks)
+            ConvBlock(in_ch if i == 0 else width + num_classes, width, cfg.norm, d)
+            for i, d in enumerate(cfg.block_dilations())
         )
         self.head = nn.Conv2d(width + num_classes, 3, 3, padding=1, padding_mode="reflect")
+        self._reach = cfg.reach
 
     @property
     def reach(self) -> int:
-        """Pixels an output depends on beyond itself: one per 3x3 conv."""
-        return len(self.blocks) + 1
+        """Pixels an output depends on beyond itself: the dilation of every 3x3 conv."""
+        return self._reach
 
     def tileable(self) -> bool:
         """Whether every layer is local (no instance norm, no BatchNorm in training)."""
@@ -68,7 +70,7 @@ def _phi_stack(num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig) -
         return MaskConcatStack(num_classes, in_ch, width, cfg)
     if cfg.mask_input != "input":
         raise ValueError(f"unknown generator mask_input {cfg.mask_input!r}; choose input or concat")
-    blocks = [ConvBlock(in_ch if i == 0 else width, width, cfg.norm) for i in range(cfg.num_blocks)]
+    blocks = [ConvBlock(in_ch if i == 0 else width, width, cfg.norm, d) for i, d in enumerate(cfg.block_dilations())]
     return nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
 
 

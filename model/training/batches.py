@@ -114,9 +114,9 @@ class BatchMaker:
             return cfg.crop_context
         if cfg.coarse_context != "receptive":
             raise ValueError(f"unknown coarse_context {cfg.coarse_context!r}; choose fixed, receptive or tile")
-        # each coarser scale m adds (blocks + 1) 3x3 convs and an upsampling: that many of its
+        # each coarser scale m adds its Phi's reach and an upsampling: that many of its
         # pixels, 2**m full-resolution pixels each
-        reach = sum((self.t.model_cfg.generator.num_blocks + 2) * 2**m for m in range(n + 1, self.t.num_scales))
+        reach = sum((self.t.model_cfg.generator.reach + 1) * 2**m for m in range(n + 1, self.t.num_scales))
         return max(cfg.crop_context, reach)
 
     def _region(self, n: int) -> tuple[Window | None, bool]:

@@ -134,7 +134,8 @@ def test_coarsest_rejects_a_coarser_image() -> None:
 
 # ---- recipe options (issue 10) ------------------------------------------------------------
 def _scale(**changes: object) -> ScaleGenerator:
-    cfg = GeneratorConfig(base_width=4, max_width=8, num_blocks=2, **changes)  # type: ignore[arg-type]
+    changes = {"num_blocks": 2, **changes}
+    cfg = GeneratorConfig(base_width=4, max_width=8, **changes)  # type: ignore[arg-type]
     return ScaleGenerator(3, 4, cfg, coarsest=False).eval()
 
 
@@ -190,3 +191,25 @@ def test_unknown_options_are_rejected() -> None:
         _scale(mask_input="spade")
     with pytest.raises(ValueError, match="output"):
         _scale(output="clip")
+
+
+@pytest.mark.parametrize("mask_input", ["input", "concat"])
+def test_dilated_blocks_see_as_far_as_the_reach_says_on_any_side(mask_input: str) -> None:
+    g = _scale(mask_input=mask_input, norm="none", num_blocks=3, dilations=(1, 2, 4))
+    cfg = GeneratorConfig(num_blocks=3, dilations=(1, 2, 4))
+    assert cfg.reach == 8 and GeneratorConfig(num_blocks=3).reach == 4
+    side = 2 * cfg.reach + 9
+    x = torch.randn(1, 6, side, side, requires_grad=True)
+    g.phi(x)[0, 0, side // 2, side // 2].backward()
+    assert x.grad is not None
+    rows = torch.nonzero(x.grad.abs().sum((0, 1, 3)) > 0).flatten()
+    assert rows.max() - rows.min() + 1 == 2 * cfg.reach + 1
+    with torch.no_grad():  # zero padding: sides smaller than the dilation work
+        assert g.phi(torch.randn(1, 6, 2, 3)).shape == (1, 3, 2, 3)
+
+
+def test_dilations_must_give_one_value_per_block() -> None:
+    with pytest.raises(ValueError, match="one per block"):
+        _scale(dilations=(1, 2, 4))  # two blocks
+    with pytest.raises(ValueError, match="one per block"):
+        _scale(dilations=(1, 0))

@@ -30,6 +30,9 @@ def test_receptive_context_covers_the_coarser_scales(dataset, tmp_path: Path) ->
     assert fixed.batches.context(0) == 8
     assert receptive.batches.context(0) == 6 * (2 + 4 + 8)  # (blocks + 2) px at scales 1..3
     assert receptive.batches.context(2) == max(8, 6 * 8)
+    dilated = _trainer(dataset, tmp_path, {**model, "generator.dilations": (1, 2, 4, 8)}, crop_context=8,
+                       coarse_context="receptive")
+    assert dilated.batches.context(0) == (15 + 2) * (2 + 4 + 8)  # (dilations + 2) px at scales 1..3
 
 
 @pytest.mark.parametrize("mode", ["fixed", "receptive", "tile"])
