@@ -351,6 +351,19 @@ class Trainer:
         log.info("scale %d mask critic: %d steps on real pairs, cross-entropy %.3f, pixel accuracy %.3f",
                  n, report_.steps, report_.ce, report_.accuracy)
 
+    def _check_critic(self, n: int) -> None:
+        """Store G's last mask cross-entropy beside the critic's on real pairs, and warn when G
+        reads as its mask better than real tissue does: a fooled critic, not a win."""
+        report_ = self.critic_reports.get(str(n))
+        fake_ce = self.last_losses.get("g_mask")
+        if report_ is None or fake_ce is None:
+            return
+        report_["g_mask_end"] = fake_ce
+        if fake_ce < report_["ce"]:
+            log.warning("scale %d: G's images read as their mask better than real tissue does to the mask "
+                        "critic (cross-entropy %.3f against %.3f on real pairs): the critic may be fooled; "
+                        "look at the samples", n, fake_ce, report_["ce"])
+
     def _seed_scale(self) -> None:
         """Seed every random stream by (seed, scale): a scale's draws do not depend on how
         the coarser scales were reached (trained here or read with ``init_from``)."""
@@ -401,6 +414,7 @@ class Trainer:
                     group["lr"] = base * factor
 
     def _end_scale(self, n: int) -> None:
+        self._check_critic(n)
         self._freeze(n)
         self.nets, self.critic = None, None
         if self.dist.main:

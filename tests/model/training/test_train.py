@@ -221,6 +221,8 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     meta = read_payload(straight.model_path)["metadata"]
     assert sorted(meta["mask_critic"]) == ["0", "1", "2"]  # one critic per scale, trained on real pairs
     assert all(0 <= c["accuracy"] <= 1 and c["steps"] == 2 for c in meta["mask_critic"].values())
+    assert [c["g_mask_end"] for c in meta["mask_critic"].values()] == pytest.approx(
+        [r["loss/g_mask"] for r in records if r["step"] == train_cfg.steps_per_scale], abs=1e-6)  # beside the real CE
     for n in range(model_cfg.num_scales):  # mid-scale grids every sample_every steps, and the last
         assert (tmp_path / "a" / "samples" / f"scale{n}-step2.png").is_file()
         assert (tmp_path / "a" / "samples" / f"scale{n}.png").is_file()
