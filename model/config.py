@@ -21,6 +21,7 @@ WeightNorm = Literal["none", "spectral"]
 RecWhere = Literal["all", "coarse", "split"]
 RecNoise = Literal["zeros", "fixed"]
 CoarseContext = Literal["fixed", "receptive", "tile"]
+MaskFloor = Literal["zero", "real"]
 Augment = Literal["translation", "cutout"]
 
 
@@ -163,6 +164,9 @@ class LossConfig:
             frozen critic (:class:`CriticConfig`) trained on the real pairs of the scale at its
             start, on G's image. It rewards the mask directly, where reconstruction rewards the
             paired image (and averages its structure away). 0 turns it off (no critic trained).
+        mask_floor: ``zero``: G pays the whole cross-entropy; ``real``: only what exceeds the
+            critic's cross-entropy on real pairs (a hinge), so G gains nothing from reading as
+            its mask more plainly than real tissue does (a caricature of the mask).
         ce: alpha', cross-entropy of S on real labelled pairs.
         ce_synthetic: cross-entropy weight of synthetic pairs once they reach S.
         adv_s: weight of S's adversarial term (joint and ssl modes).
@@ -183,6 +187,7 @@ class LossConfig:
     diversity: float = 0.0
     diversity_cap: float = 1.0
     mask: float = 0.0
+    mask_floor: MaskFloor = "zero"
     ce: float = 1.0
     ce_synthetic: float = 0.03
     adv_s: float = 1.0

@@ -95,6 +95,7 @@ class ScaleNets:
     segmenter: nn.Module | None = None
     opt_s: torch.optim.Optimizer | None = None
     critic: nn.Module | None = None  # frozen mask critic (LossConfig.mask), trained on real pairs
+    critic_floor: float = 0.0  # the mask term pays only the cross-entropy above this
 
 
 class ScaleStep:
@@ -206,7 +207,7 @@ class ScaleStep:
                 if nets.critic is None:
                     raise ValueError("loss.mask > 0 needs a mask critic for the scale")
                 mask = mask_consistency(nets.critic(fake), g.y)
-                total = total + w.mask * mask
+                total = total + w.mask * F.relu(mask - nets.critic_floor)
                 logs["g_mask"] = mask.detach()
             if w.diversity > 0 and g.up_fake is not None:
                 ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)

@@ -175,6 +175,8 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
     train_cfg.lr_factor(0)  # checks lr_decay
     if train_cfg.loss.mask < 0:
         raise ValueError(f"loss.mask must be at least 0 (0: off), got {train_cfg.loss.mask}")
+    if train_cfg.loss.mask_floor not in ("zero", "real"):
+        raise ValueError(f"unknown loss.mask_floor {train_cfg.loss.mask_floor!r}; choose zero or real")
     if train_cfg.loss.mask > 0 and train_cfg.critic.steps < 1:
         raise ValueError(f"loss.mask > 0 needs a trained critic: critic.steps must be at least 1, "
                          f"got {train_cfg.critic.steps}")
@@ -279,11 +281,20 @@ class Trainer:
             segmenter=s if joint else None,
             opt_s=adam(s, cfg.lr_s, cfg.betas) if joint else None,
             critic=self.critic,
+            critic_floor=self._critic_floor(n),
         )
         for opt in (nets.opt_g, nets.opt_d, nets.opt_s):
             if opt is not None:
                 distributed.average_gradients(opt, self.dist)
         return nets
+
+    def _critic_floor(self, n: int) -> float:
+        """What the mask term does not pay: nothing, or the critic's real-pair cross-entropy."""
+        floor = self.cfg.loss.mask_floor
+        if floor not in ("zero", "real"):
+            raise ValueError(f"unknown loss.mask_floor {floor!r}; choose zero or real")
+        report_ = self.critic_reports.get(str(n))
+        return float(report_["ce"]) if floor == "real" and report_ is not None else 0.0
 
     def _freeze(self, n: int) -> None:
         for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):

@@ -62,3 +62,37 @@ def test_the_critic_is_the_same_whatever_the_sampler_drew_before(dataset) -> Non
     critic_b, _ = train_critic(b, train_cfg, model_cfg, 1, 2, torch.device("cpu"))
     for key, value in critic_a.state_dict().items():
         assert torch.equal(value, critic_b.state_dict()[key])
+
+
+@pytest.mark.parametrize(("floor", "paid"), [(0.0, True), (1e6, False)])
+def test_the_mask_term_pays_only_what_exceeds_the_floor(floor: float, paid: bool) -> None:
+    import contextlib
+    import copy
+
+    from model.config import CriticConfig, LossConfig
+    from model.nets.critic import MaskCritic
+    from model.nets.discriminator import PyramidDiscriminator
+    from model.nets.generator import PyramidGenerator
+    from model.training.steps import GeneratorBatch, ScaleNets, ScaleStep
+    from model.training.train import adam
+
+    torch.manual_seed(0)
+    model_cfg = replace(PRESETS["tiny"].model, num_classes=3)
+    g, d = PyramidGenerator(model_cfg).scales[2], PyramidDiscriminator(model_cfg).scales[2]
+    critic = MaskCritic(3, CriticConfig(width=4, dilations=(1, 2))).requires_grad_(False)
+    y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 16, 16)), 3).permute(0, 3, 1, 2).float()
+    batch = GeneratorBatch(x=torch.rand(2, 3, 16, 16) * 2 - 1, y=y, z=torch.randn(2, 3, 16, 16), up_fake=None,
+                           up_rec=None, rec=False)
+    totals = {}
+    for name, f in (("zero", 0.0), ("this", floor)):
+        gen = copy.deepcopy(g)
+        nets = ScaleNets(gen, d, adam(gen, 1e-4, (0.5, 0.999)), adam(d, 1e-4, (0.5, 0.999)), critic=critic,
+                         critic_floor=f)
+        step = ScaleStep(LossConfig(mask=2.0), None, contextlib.nullcontext)
+        with torch.no_grad():
+            fake = gen(batch.y, batch.z, None)
+        logs = step._generator_step(nets, batch, fake)
+        totals[name] = (float(logs["g"]), float(logs["g_mask"]))
+    (g_zero, mask_zero), (g_this, mask_this) = totals["zero"], totals["this"]
+    assert mask_zero == pytest.approx(mask_this)  # the cross-entropy is logged either way
+    assert g_zero - g_this == pytest.approx(0.0 if paid else 2.0 * mask_zero, abs=1e-5)

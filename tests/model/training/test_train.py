@@ -287,6 +287,7 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"snapshot_every": -2}, "snapshot_every must be at least 0"),
         ({"loss.mask": -1.0}, "loss.mask must be at least 0"),
         ({"loss.mask": 1.0, "critic.steps": 0}, "critic.steps must be at least 1"),
+        ({"loss.mask_floor": "half"}, "mask_floor"),
     ],
 )
 def test_bad_configs_are_rejected(dataset, tmp_path: Path, change: dict, message: str) -> None:
