@@ -290,11 +290,8 @@ class Trainer:
 
     def _critic_floor(self, n: int) -> float:
         """What the mask term does not pay: nothing, or the critic's real-pair cross-entropy."""
-        floor = self.cfg.loss.mask_floor
-        if floor not in ("zero", "real"):
-            raise ValueError(f"unknown loss.mask_floor {floor!r}; choose zero or real")
         report_ = self.critic_reports.get(str(n))
-        return float(report_["ce"]) if floor == "real" and report_ is not None else 0.0
+        return float(report_["ce"]) if self.cfg.loss.mask_floor == "real" and report_ is not None else 0.0
 
     def _freeze(self, n: int) -> None:
         for module in (self.generator.scales[n], self.segmenter.scales[n], self.discriminator.scales[n]):
