@@ -158,7 +158,8 @@ class LossConfig:
         perc: gamma, VGG19 perceptual loss; off when no weights file is configured.
         diversity: weight of the mode-seeking term (MSGAN, DSGAN): G is rewarded for
             |G(z1) - G(z2)| / |z1 - z2| (this scale's noise; same mask and coarser image), so it
-            cannot ignore its noise and every variant look the same. 0 turns it off.
+            cannot ignore its noise and every variant look the same; at every scale, the
+            coarsest one too. 0 turns it off.
         diversity_cap: the ratio stops earning reward above this (unbounded reward diverges).
         mask: weight of the mask-consistency term: the cross-entropy, against the mask, of a
             frozen critic (:class:`CriticConfig`) trained on the real pairs of the scale at its

@@ -116,7 +116,7 @@ def reconstruction(x: Tensor, target: Tensor, downsample: int = 1) -> Tensor:
     return F.mse_loss(x, target)
 
 
-def mode_seeking_ratio(generator: Callable[..., Tensor], y: Tensor, z: Tensor, up: Tensor, fake: Tensor
+def mode_seeking_ratio(generator: Callable[..., Tensor], y: Tensor, z: Tensor, up: Tensor | None, fake: Tensor
                        ) -> Tensor:
     """|G(z) - G(z')| / |z - z'| with z' = z turned by 180 degrees (MSGAN's mode-seeking term).
 
@@ -125,7 +125,8 @@ def mode_seeking_ratio(generator: Callable[..., Tensor], y: Tensor, z: Tensor, u
 
     Args:
         generator: G_n, called as ``generator(y, z, up)``.
-        y: (B, K, h, w) mask; z: (B, C, h, w) scaled noise; up: (B, 3, h, w) coarser image.
+        y: (B, K, h, w) mask; z: (B, C, h, w) scaled noise; up: (B, 3, h, w) coarser image
+            (None at the coarsest scale).
         fake: ``generator(y, z, up)``, already computed.
     """
     z2 = torch.flip(z, dims=(-2, -1))

@@ -209,7 +209,7 @@ class ScaleStep:
                 mask = mask_consistency(nets.critic(fake), g.y)
                 total = total + w.mask * F.relu(mask - nets.critic_floor)
                 logs["g_mask"] = mask.detach()
-            if w.diversity > 0 and g.up_fake is not None:
+            if w.diversity > 0:  # at every scale: the coarsest one's noise is all that varies it
                 ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)
                 total = total - w.diversity * ratio.clamp(max=w.diversity_cap)
                 logs["g_div"] = ratio.detach()
