@@ -32,7 +32,7 @@ from model.tensors import (
     to_tensor,
     to_uint8,
 )
-from model.training.data import Dataset, TileSampler, Window
+from model.training.data import Dataset, TileSampler, Window, random_window
 from model.training.steps import GeneratorBatch, ScaleBatch, SegmenterBatch, UnlabeledBatch
 
 
@@ -128,9 +128,7 @@ class BatchMaker:
         side = -(-(cfg.crop_size * 2**n + 2 * self.context(n)) // f) * f
         if side >= side_t:
             return None, False
-        top = f * int(torch.randint(0, (side_t - side) // f + 1, (1,), generator=self.t.gen))
-        left = f * int(torch.randint(0, (side_t - side) // f + 1, (1,), generator=self.t.gen))
-        return (top, left, side, side), True
+        return random_window(side_t, side, f, self.t.gen), True
 
     def _real(self, sampler: TileSampler, n: int, bs: int) -> tuple[list[Tensor | None], Tensor | None, bool]:
         """Real tiles for scale n: the region it needs, as uint8 pixels sent to the device and

@@ -18,7 +18,7 @@ from torch import Tensor
 from model.config import ModelConfig, TrainConfig
 from model.nets.critic import MaskCritic
 from model.tensors import mask_pyramid_from
-from model.training.data import TileSampler
+from model.training.data import TileSampler, Window, random_window
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,11 @@ def critic_key(seed: int, scale: int) -> int:
     return seed * 1_000_003 + 500_009 + scale
 
 
-def _region(cfg: TrainConfig, model_cfg: ModelConfig, n: int, gen: torch.Generator) -> tuple[int, int, int, int]:
+def _region(cfg: TrainConfig, model_cfg: ModelConfig, n: int, gen: torch.Generator) -> Window:
     """A random full-resolution region of ``crop_size`` pixels of scale n (the whole tile when
     smaller), aligned to the pyramid."""
     f, tile = model_cfg.factor, cfg.tile_size
-    side = min(tile, -(-cfg.crop_size * 2**n // f) * f)
-    top = f * int(torch.randint(0, (tile - side) // f + 1, (1,), generator=gen))
-    left = f * int(torch.randint(0, (tile - side) // f + 1, (1,), generator=gen))
-    return top, left, side, side
+    return random_window(tile, min(tile, -(-cfg.crop_size * 2**n // f) * f), f, gen)
 
 
 def critic_batch(sampler: TileSampler, cfg: TrainConfig, model_cfg: ModelConfig, n: int, batch: int,

@@ -414,6 +414,14 @@ class TileSampler:
         return image, mask, colour_map(self.color_jitter * jitter, self.means[i][p])
 
 
+def random_window(tile: int, side: int, align: int, gen: torch.Generator) -> Window:
+    """A random ``side`` x ``side`` window of a ``tile``-pixel tile whose corner is a multiple of
+    ``align`` (the pyramid's factor), drawn from ``gen`` (top, then left)."""
+    top = align * int(torch.randint(0, (tile - side) // align + 1, (1,), generator=gen))
+    left = align * int(torch.randint(0, (tile - side) // align + 1, (1,), generator=gen))
+    return top, left, side, side
+
+
 def _compact(mask: np.ndarray) -> np.ndarray:
     """Class indices as uint8 when they fit (a quarter of a tile's bytes to copy per step)."""
     if mask.size and 0 <= mask.min() and mask.max() <= 255:

@@ -448,3 +448,16 @@ def test_gleason_tiles(gleason_dir: Path) -> None:
     assert benign == ["test10"]
     binary = load_dataset(gleason_dir, gleason_dir / "classes-binary.json", include=["test10"])
     assert binary.classes.num_classes == 2 and set(np.unique(binary.masks[0])) == {0, 1}
+
+
+def test_random_windows_are_aligned_inside_the_tile_and_seeded() -> None:
+    import torch
+
+    from model.training.data import random_window
+
+    draws = [random_window(64, 24, 8, torch.Generator().manual_seed(s)) for s in range(20)]
+    assert all(t % 8 == 0 and left % 8 == 0 and t + 24 <= 64 and left + 24 <= 64 and (h, w) == (24, 24)
+               for t, left, h, w in draws)
+    assert len({d[:2] for d in draws}) > 1  # the corner varies with the draw
+    assert draws[3] == random_window(64, 24, 8, torch.Generator().manual_seed(3))
+    assert random_window(64, 64, 8, torch.Generator()) == (0, 0, 64, 64)
