@@ -1,9 +1,12 @@
-"""Command-line helpers shared by every room's ``register``: model lookup, list options."""
+"""Command-line helpers shared by every room's ``register``: model lookup, list options, ``--set`` overrides."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +34,26 @@ def csv_ints(text: str) -> list[int]:
 def csv_list(text: str) -> list[str]:
     """``a, b,`` -> ['a', 'b'] (an argparse type)."""
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``--set key=value`` (an argparse type): the value is JSON when it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--set takes key=value (e.g. train.lr_g=2e-4), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def split_settings(settings: Iterable[tuple[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` pairs -> (model changes, train changes), lists as tuples (frozen configs)."""
+    changes: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for key, value in settings:
+        head, _, rest = key.partition(".")
+        if head not in changes or not rest:
+            raise ValueError(f"--set keys start with model. or train., got {key!r}")
+        changes[head][rest] = tuple(value) if isinstance(value, list) else value
+    return changes["model"], changes["train"]

@@ -7,29 +7,17 @@ point is ``service.cli:main``). Errors are one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from model.arguments import csv_ints, csv_list, resolve_model
+from model.arguments import csv_ints, csv_list, resolve_model, setting, split_settings
 from model.config import PRESETS
 from model.errors import run
 
 __all__ = ["build_configs", "build_parser", "main", "run"]  # run: service.cli dispatches through it
-
-
-def _setting(text: str) -> tuple[str, Any]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--set takes key=value (e.g. train.lr_g=2e-4), got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key, value
 
 
 # ---- train -------------------------------------------------------------------------------
@@ -57,7 +45,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--perceptual-weights", help="local VGG19 weights (torchvision vgg19 state dict)")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. model.generator.base_width=16 or train.lr_g=2e-4")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--name", help="model name (default: the class table's name)")
@@ -93,11 +81,9 @@ def build_configs(args: argparse.Namespace, num_classes: int) -> tuple[Any, Any]
         train_changes["transductive"] = True
     if args.scales is not None:
         model_changes["num_scales"] = args.scales
-    for key, value in args.set:
-        head, _, rest = key.partition(".")
-        if head not in ("model", "train") or not rest:
-            raise ValueError(f"--set keys start with model. or train., got {key!r}")
-        (model_changes if head == "model" else train_changes)[rest] = tuple(value) if isinstance(value, list) else value
+    set_model, set_train = split_settings(args.set)
+    model_changes.update(set_model)
+    train_changes.update(set_train)
     try:
         return replace(pre.model, **model_changes), replace(pre.train, **train_changes)
     except TypeError as exc:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from model.arguments import split_settings
 from model.baselines.config import BaselineModelConfig, BaselineTrainConfig, baseline_preset
 from model.baselines.serving import load_baseline, save_baseline
 from model.config import replace
@@ -46,12 +47,9 @@ def build_baseline_configs(
         train_changes["batch_size"] = args.batch_sizes[0]
     if args.transductive:
         train_changes["transductive"] = True
-    for key, value in args.set:
-        head, _, rest = key.partition(".")
-        if head not in ("model", "train") or not rest:
-            raise ValueError(f"--set keys start with model. or train., got {key!r}")
-        target = model_changes if head == "model" else train_changes
-        target[rest] = tuple(value) if isinstance(value, list) else value
+    set_model, set_train = split_settings(args.set)
+    model_changes.update(set_model)
+    train_changes.update(set_train)
     try:
         return replace(pre.model, **model_changes), replace(pre.train, **train_changes)
     except TypeError as exc:

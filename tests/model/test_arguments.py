@@ -1,4 +1,4 @@
-"""Model lookup and list options shared by every command (model/arguments.py)."""
+"""Model lookup, list options and --set overrides shared by every command (model/arguments.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model.arguments import REPO_ROOT, csv_ints, csv_list, resolve_model
+from model.arguments import REPO_ROOT, csv_ints, csv_list, resolve_model, setting, split_settings
 
 
 def test_csv_options() -> None:
@@ -26,3 +26,18 @@ def test_resolve_model(tmp_path: Path) -> None:
         assert resolve_model(bundled[0].stem) == bundled[0]
     with pytest.raises(FileNotFoundError, match="no model file or bundled model named 'nope'"):
         resolve_model("nope")
+
+
+def test_setting_parses_json_values_and_keeps_strings() -> None:
+    assert setting("train.lr_g=2e-4") == ("train.lr_g", 2e-4)
+    assert setting('train.loss.mask_floor="real"') == ("train.loss.mask_floor", "real")
+    assert setting("train.mode=ssl") == ("train.mode", "ssl")  # not JSON: the raw text
+    with pytest.raises(argparse.ArgumentTypeError, match="key=value"):
+        setting("train.lr_g")
+
+
+def test_split_settings_sorts_model_and_train_and_freezes_lists() -> None:
+    model, train = split_settings([("model.generator.dilations", [1, 2]), ("train.lr_g", 1e-3)])
+    assert model == {"generator.dilations": (1, 2)} and train == {"lr_g": 1e-3}
+    with pytest.raises(ValueError, match="start with model. or train."):
+        split_settings([("lr_g", 1e-3)])

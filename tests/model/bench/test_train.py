@@ -34,3 +34,31 @@ def test_bench_train_generate_mode_has_no_segmenter_part(tmp_path: Path) -> None
                  "--threads", "1", "--device", "cpu", "--json", str(out)]) == 0
     parts = {r["part"] for r in json.loads(out.read_text())["rows"]}
     assert parts == {"batch", "D", "G", "step"}
+
+
+def _g_gflop(tmp_path: Path, name: str, *settings: str) -> dict[int, float]:
+    out = tmp_path / f"{name}.json"
+    sets = [arg for s in settings for arg in ("--set", s)]
+    assert main(["bench", "train", "--preset", "tiny", "--mode", "generate", "--steps", "1", "--warmup", "0",
+                 "--threads", "1", "--device", "cpu", "--json", str(out), *sets]) == 0
+    result = json.loads(out.read_text())
+    steps = [r for r in result["rows"] if r["part"] == "step"]
+    assert all(r["setup_s"] > 0 for r in steps)  # the once-per-scale setup is timed
+    return {r["scale"]: r["gflop_per_step"] for r in result["rows"] if r["part"] == "G"}
+
+
+def test_bench_train_set_times_the_mask_critic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = _g_gflop(tmp_path, "plain")
+    critic = _g_gflop(tmp_path, "critic", "train.loss.mask=1", "train.critic.steps=2")
+    assert set(plain) == set(critic) == {2, 1, 0}
+    for scale in plain:  # the critic's passes on G's images count in the G part
+        assert critic[scale] > plain[scale]
+    assert "once per scale, before its first step" in capsys.readouterr().out
+
+
+def test_bench_train_refuses_a_bad_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "train", "--preset", "tiny", "--steps", "1", "--device", "cpu",
+                 "--json", str(tmp_path / "b.json"), "--set", "train.no_such_field=1"])
+    assert code == 2
+    assert "no_such_field" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()
