@@ -84,6 +84,9 @@ class DiscriminatorConfig:
         num_views: views at 1x, 1/2, 1/4 ... resolution (identical architecture).
         norm: normalisation after every conv but the first and the last.
         weight_norm: ``spectral`` wraps every conv in spectral normalisation (SNGAN).
+        antialias: blur the input of every stride-2 conv with a 3x3 binomial filter
+            (anti-aliased downsampling, Zhang 2019), so that a periodic pattern finer than
+            the stride cannot alias into what D sees.
     """
 
     base_width: int = 64
@@ -92,6 +95,7 @@ class DiscriminatorConfig:
     num_views: int = 3
     norm: Norm = "instance"
     weight_norm: WeightNorm = "none"
+    antialias: bool = False
 
 
 @dataclass(frozen=True)

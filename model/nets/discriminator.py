@@ -37,7 +37,8 @@ class PatchDiscriminator(nn.Module):
         if cfg.weight_norm not in ("none", "spectral"):
             raise ValueError(f"unknown discriminator weight_norm {cfg.weight_norm!r}; choose none or spectral")
         for i, (width, stride) in enumerate(zip(widths, strides, strict=True)):
-            layers.append(_layer(prev, width, stride, "none" if i == 0 else cfg.norm, cfg.weight_norm))
+            layer = _layer(prev, width, stride, "none" if i == 0 else cfg.norm, cfg.weight_norm)
+            layers.append(nn.Sequential(Blur(prev), *layer) if cfg.antialias and stride == 2 else layer)
             prev = width
         self.layers = nn.ModuleList(layers)
         self.head = _weight_norm(nn.Conv2d(prev, 1, KERNEL, stride=1, padding=PAD), cfg.weight_norm)
@@ -61,6 +62,23 @@ class PatchDiscriminator(nn.Module):
 def _layer(in_ch: int, out_ch: int, stride: int, norm: Norm, weight_norm: WeightNorm) -> nn.Sequential:
     conv = nn.Conv2d(in_ch, out_ch, KERNEL, stride=stride, padding=PAD, bias=norm != "batch")
     return nn.Sequential(_weight_norm(conv, weight_norm), make_norm(norm, out_ch), nn.LeakyReLU(0.2))
+
+
+class Blur(nn.Module):
+    """Depthwise 3x3 binomial blur ([1, 2, 1] outer product / 16), edges replicated: the
+    low-pass before a strided conv (anti-aliased downsampling). No parameters, nothing in
+    the state dict."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / 16
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
+        self.channels = channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        kernel = self.kernel.to(dtype=x.dtype)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=self.channels)
 
 
 def _weight_norm(conv: nn.Conv2d, kind: WeightNorm) -> nn.Module:

@@ -7,6 +7,7 @@ import torch
 
 from model.config import DiscriminatorConfig, ModelConfig, Norm
 from model.nets.discriminator import (
+    Blur,
     MultiScaleDiscriminator,
     PatchDiscriminator,
     PyramidDiscriminator,
@@ -102,3 +103,25 @@ def test_spectral_norm_bounds_every_conv() -> None:
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
     with pytest.raises(ValueError, match="weight_norm"):
         MultiScaleDiscriminator(2, DiscriminatorConfig(weight_norm="weight"))  # type: ignore[arg-type]
+
+
+def test_blur_removes_the_finest_period_and_keeps_constants() -> None:
+    blur = Blur(2)
+    yy, xx = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float().expand(1, 2, 8, 8)
+    assert blur(checker)[..., 1:-1, 1:-1].abs().max() == 0  # period 2: the Nyquist pattern is gone
+    flat = torch.full((1, 2, 5, 3), 0.7)
+    assert torch.allclose(blur(flat), flat)  # edges replicated: a constant stays constant
+    assert dict(blur.state_dict()) == {}  # nothing to store
+
+
+def test_antialias_blurs_before_every_strided_conv_only() -> None:
+    plain = PatchDiscriminator(5, DiscriminatorConfig(base_width=8, num_layers=3))
+    aa = PatchDiscriminator(5, DiscriminatorConfig(base_width=8, num_layers=3, antialias=True))
+    assert not any(isinstance(m, Blur) for m in plain.modules())  # off: the architecture of before
+    assert [isinstance(layer[0], Blur) for layer in aa.layers] == [True, True, True, False]
+    assert sum(t.numel() for t in aa.state_dict().values()) == sum(t.numel() for t in plain.state_dict().values())
+    x = torch.randn(2, 5, 37, 29)
+    (logits, feats), (logits_aa, feats_aa) = plain(x), aa(x)
+    assert logits.shape == logits_aa.shape
+    assert [f.shape for f in feats] == [f.shape for f in feats_aa]
