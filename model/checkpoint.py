@@ -156,7 +156,10 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     """
     payload = read_payload(path)
     stored = from_dict(ModelConfig, payload["model_config"])
-    if dataclasses.replace(stored, discriminator=config.discriminator) != config:
+    comparable = dataclasses.replace(  # fine_widths may differ for the scales this run trains anew
+        stored, discriminator=config.discriminator,
+        generator=dataclasses.replace(stored.generator, fine_widths=config.generator.fine_widths))
+    if comparable != config:
         raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
                          "use the preset and --set overrides it was trained with")
     if ClassTable.from_dict(payload["classes"]).to_dict() != classes.to_dict():
@@ -168,6 +171,11 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     if scales >= config.num_scales:
         raise ValueError(f"{path} is fully trained; pass fewer scales to reuse to train the finer ones again")
     keep = range(config.num_scales - scales, config.num_scales)
+    for n in keep:
+        if stored.generator.width(n) != config.generator.width(n):
+            raise ValueError(f"{path}: scale {n} has {stored.generator.width(n)} generator channels, this run "
+                             f"{config.generator.width(n)}; model.generator.fine_widths may change only the "
+                             "scales trained anew")
     for net, part in ((generator, "generator"), (segmenter, "segmenter")):
         state = to_float32(payload[part])
         for n in keep:

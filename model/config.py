@@ -46,6 +46,9 @@ class GeneratorConfig:
             A block with dilation d sees d pixels further each side at the same cost, so
             (1, 2, 4, 8) widens the receptive field from 11 to 33 pixels of the scale (a
             gland at 1/8); dilated convs zero-pad (reflection needs sides above d).
+        fine_widths: channels of the finest scales, finest first, overriding the rule above
+            for those scales only (e.g. (96, 96): scales 0 and 1 at 96 channels, the coarser
+            ones as before, so the coarse scales of a partial file still load). Empty: the rule.
     """
 
     base_width: int = 32
@@ -57,6 +60,18 @@ class GeneratorConfig:
     mask_input: MaskInput = "input"
     output: Output = "residual"
     dilations: tuple[int, ...] = ()
+    fine_widths: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(w < 1 for w in self.fine_widths):
+            raise ValueError(f"generator fine_widths must be positive channel counts, got {self.fine_widths}")
+
+    def width(self, n: int) -> int:
+        """Channels of scale n: ``fine_widths[n]`` for the finest scales it names, else
+        doubling every ``width_doubling`` scales from ``base_width``, capped at ``max_width``."""
+        if n < len(self.fine_widths):
+            return self.fine_widths[n]
+        return min(self.base_width * 2 ** (n // self.width_doubling), self.max_width)
 
     def block_dilations(self) -> tuple[int, ...]:
         """The dilation of every block (checked against ``num_blocks``)."""

@@ -156,9 +156,8 @@ class PyramidGenerator(nn.Module):
         self.register_buffer("noise_amp", torch.ones(cfg.num_scales))
 
     def width(self, n: int) -> int:
-        """Channels of scale n: doubles every ``width_doubling`` scales, capped."""
-        g = self.cfg.generator
-        return min(g.base_width * 2 ** (n // g.width_doubling), g.max_width)
+        """Channels of scale n (:meth:`model.config.GeneratorConfig.width`)."""
+        return self.cfg.generator.width(n)
 
     def noise_channels(self, n: int) -> int:
         """Channels of z_n."""

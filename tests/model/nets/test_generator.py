@@ -213,3 +213,14 @@ def test_dilations_must_give_one_value_per_block() -> None:
         _scale(dilations=(1, 2, 4))  # two blocks
     with pytest.raises(ValueError, match="one per block"):
         _scale(dilations=(1, 0))
+
+
+def test_fine_widths_set_the_finest_scales_only() -> None:
+    rule = GeneratorConfig(base_width=8, max_width=64, width_doubling=1)
+    wide = GeneratorConfig(base_width=8, max_width=64, width_doubling=1, fine_widths=(24, 20))
+    assert [rule.width(n) for n in range(4)] == [8, 16, 32, 64]
+    assert [wide.width(n) for n in range(4)] == [24, 20, 32, 64]
+    pyramid = PyramidGenerator(ModelConfig(num_classes=2, num_scales=4, generator=wide))
+    assert [pyramid.width(n) for n in range(4)] == [24, 20, 32, 64]
+    with pytest.raises(ValueError, match="fine_widths"):
+        GeneratorConfig(fine_widths=(0,))

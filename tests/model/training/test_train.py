@@ -197,6 +197,21 @@ def test_init_from_errors(dataset, tmp_path: Path, init_scales: int | None, mess
         train(wider, train_cfg, dataset, tmp_path / "c", name="a", init_from=done.model_path, init_scales=1)
 
 
+def test_init_from_with_wider_fine_scales(dataset, tmp_path: Path) -> None:
+    model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=1)
+    done = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
+    wider = replace(model_cfg, **{"generator.fine_widths": (12, 10)})  # scales 0 and 1 anew, wider
+    again = train(wider, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path, init_scales=1)
+    a, b = read_payload(done.model_path)["generator"], read_payload(again.model_path)["generator"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items() if k.startswith("scales.2."))  # reused as it was
+    def channels(n: int) -> int:
+        return max(v.shape[0] for k, v in b.items() if k.startswith(f"scales.{n}.") and v.ndim == 4)
+
+    assert (channels(0), channels(1)) == (12, 10)
+    with pytest.raises(ValueError, match="scale 1 has"):  # a reused scale must keep its width
+        train(wider, train_cfg, dataset, tmp_path / "c", name="a", init_from=done.model_path, init_scales=2)
+
+
 RECIPE_OPTIONS = {
     "model": {"generator.norm": "none", "generator.mask_input": "concat", "generator.output": "tanh",
               "discriminator.weight_norm": "spectral"},
