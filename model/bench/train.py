@@ -6,7 +6,7 @@ scale after ``--warmup`` untimed ones. Each step is split where the optimisers s
 part also holds the forward passes of G and S that every player uses (phase 1 of
 :class:`model.training.steps.ScaleStep`), the batch part the frozen coarser scales that
 build the inputs. Conv FLOPs are counted with hooks on the forward pass and tripled where
-gradients flow (input and weight gradients), and set against the machine's measured 3x3
+gradients flow (input and weight gradients; doubled for frozen weights), and set against the machine's measured 3x3
 conv throughput at the scale's crop size (as ``bench generate``).
 """
 
@@ -78,7 +78,7 @@ class PhaseMeter:
             flops = 2 * inp[0].numel() * (mod.out_channels // mod.groups) * k
         else:
             flops = 2 * out.numel() * (mod.in_channels // mod.groups) * k  # type: ignore[operator]
-        self._pending += flops * (3 if torch.is_grad_enabled() and out.requires_grad else 1)
+        self._pending += flops * _passes(mod, out)
 
     @contextmanager
     def step(self) -> Iterator[None]:
@@ -94,6 +94,14 @@ class PhaseMeter:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+
+
+def _passes(mod: nn.Module, out: torch.Tensor) -> int:
+    """Conv passes a forward call costs: 1, plus the input gradient when gradients flow
+    through it, plus the weight gradient unless the weights are frozen (the mask critic)."""
+    if not (torch.is_grad_enabled() and out.requires_grad):
+        return 1
+    return 3 if mod.weight.requires_grad else 2
 
 
 def bench_train(model_cfg: ModelConfig, cfg: TrainConfig, steps: int, warmup: int) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from model.cli import main
 
@@ -62,3 +63,17 @@ def test_bench_train_refuses_a_bad_setting(tmp_path: Path, capsys: pytest.Captur
     assert code == 2
     assert "no_such_field" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_frozen_weights_cost_two_passes_not_three() -> None:
+    from torch import nn
+
+    from model.bench.train import _passes
+
+    conv = nn.Conv2d(1, 1, 3)
+    x = torch.randn(1, 1, 5, 5, requires_grad=True)
+    assert _passes(conv, conv(x)) == 3  # forward, input and weight gradients
+    conv.requires_grad_(False)
+    assert _passes(conv, conv(x)) == 2  # frozen (the mask critic): no weight gradient
+    with torch.no_grad():
+        assert _passes(conv, conv(x)) == 1
