@@ -156,9 +156,10 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     """
     payload = read_payload(path)
     stored = from_dict(ModelConfig, payload["model_config"])
-    comparable = dataclasses.replace(  # fine_widths may differ for the scales this run trains anew
+    comparable = dataclasses.replace(  # fine_widths, noise_blur may differ for the scales trained anew
         stored, discriminator=config.discriminator,
-        generator=dataclasses.replace(stored.generator, fine_widths=config.generator.fine_widths))
+        generator=dataclasses.replace(stored.generator, fine_widths=config.generator.fine_widths,
+                                      noise_blur=config.generator.noise_blur))
     if comparable != config:
         raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
                          "use the preset and --set overrides it was trained with")
@@ -176,6 +177,10 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
             raise ValueError(f"{path}: scale {n} has {stored.generator.width(n)} generator channels, this run "
                              f"{config.generator.width(n)}; model.generator.fine_widths may change only the "
                              "scales trained anew")
+        if stored.generator.noise_sigma(n) != config.generator.noise_sigma(n):
+            raise ValueError(f"{path}: scale {n} was trained with noise blur {stored.generator.noise_sigma(n)}, "
+                             f"this run has {config.generator.noise_sigma(n)}; model.generator.noise_blur may "
+                             "change only the scales trained anew")
     for net, part in ((generator, "generator"), (segmenter, "segmenter")):
         state = to_float32(payload[part])
         for n in keep:

@@ -8,6 +8,7 @@ with (``to_dict``/``from_dict``), so a checkpoint rebuilds its own networks.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
@@ -49,6 +50,11 @@ class GeneratorConfig:
         fine_widths: channels of the finest scales, finest first, overriding the rule above
             for those scales only (e.g. (96, 96): scales 0 and 1 at 96 channels, the coarser
             ones as before, so the coarse scales of a partial file still load). Empty: the rule.
+        noise_blur: Gaussian sigma, in pixels of its scale, of the finest scales' noise maps,
+            finest first (e.g. (3.0, 1.5): scale 0 blurred by 3 px, scale 1 by 1.5, both 3 px
+            of the full image; coarser scales white). The blurred map is scaled back to unit
+            variance, so the noise amplitudes keep their meaning; its blobs are seeds of about
+            2 sigma that G can grow into nuclei instead of per-pixel grain. Empty or 0: white.
     """
 
     base_width: int = 32
@@ -61,10 +67,18 @@ class GeneratorConfig:
     output: Output = "residual"
     dilations: tuple[int, ...] = ()
     fine_widths: tuple[int, ...] = ()
+    noise_blur: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if any(w < 1 for w in self.fine_widths):
             raise ValueError(f"generator fine_widths must be positive channel counts, got {self.fine_widths}")
+        if any(not math.isfinite(s) or s < 0 for s in self.noise_blur):
+            raise ValueError(f"generator noise_blur must be finite sigmas >= 0, got {self.noise_blur}")
+
+    def noise_sigma(self, n: int) -> float:
+        """Gaussian sigma (pixels of scale n) of z_n's blur: ``noise_blur[n]`` for the finest
+        scales it names, else 0 (white noise)."""
+        return float(self.noise_blur[n]) if n < len(self.noise_blur) else 0.0
 
     def width(self, n: int) -> int:
         """Channels of scale n: ``fine_widths[n]`` for the finest scales it names, else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -75,6 +76,33 @@ def upsample(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     if tuple(x.shape[-2:]) == size:
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def gaussian_taps(sigma: float) -> list[float]:
+    """1-D Gaussian weights of radius ceil(3 sigma), scaled so that their squares sum to 1:
+    a separable blur with them keeps unit-variance white noise at unit variance."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = [math.exp(-0.5 * (i / sigma) ** 2) for i in range(-radius, radius + 1)]
+    norm = math.sqrt(sum(t * t for t in taps))
+    return [t / norm for t in taps]
+
+
+def smooth_noise(z: Tensor, sigma: float) -> Tensor:
+    """Noise z (B, C, H, W) blurred by a Gaussian of ``sigma`` pixels, at its own variance.
+
+    A separable sum of shifted slices (no conv kernel), so each sample's result does not
+    depend on the batch it is in; borders are reflected (replicated on sides too short to
+    reflect). ``sigma`` 0 returns z itself.
+    """
+    if sigma <= 0:
+        return z
+    taps = gaussian_taps(sigma)
+    r = len(taps) // 2
+    h, w = z.shape[-2:]
+    mode = "reflect" if min(h, w) > r else "replicate"
+    padded = F.pad(z, (r, r, r, r), mode=mode)
+    rows = sum(t * padded[..., :, i:i + w] for i, t in enumerate(taps))  # (B, C, H + 2r, W)
+    return sum(t * rows[..., i:i + h, :] for i, t in enumerate(taps))  # type: ignore[return-value]
 
 
 def pad_to_multiple(x: Tensor, m: int, mode: PadMode = "reflect") -> tuple[Tensor, tuple[int, int]]:

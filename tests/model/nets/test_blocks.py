@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -12,9 +14,11 @@ from model.nets.blocks import (
     PadMode,
     crop,
     downsample,
+    gaussian_taps,
     make_norm,
     one_hot,
     pad_to_multiple,
+    smooth_noise,
     upsample,
 )
 
@@ -74,3 +78,38 @@ def test_pad_and_crop_round_trip(
     assert padded.shape[-2:] == expected
     assert size == (h, w)
     assert torch.equal(crop(padded, size), x)
+
+
+def test_gaussian_taps_keep_unit_variance() -> None:
+    taps = torch.tensor(gaussian_taps(1.5))
+    assert len(taps) == 2 * 5 + 1 and torch.isclose((taps**2).sum(), torch.tensor(1.0))
+    assert torch.equal(taps, taps.flip(0)) and taps.argmax() == 5
+
+
+def test_smooth_noise_is_unit_variance_noise_correlated_over_sigma() -> None:
+    z = torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    assert smooth_noise(z, 0.0) is z
+    s = smooth_noise(z, 2.0)
+    assert s.shape == z.shape
+    inner = s[..., 8:-8, 8:-8]
+    assert inner.std().item() == pytest.approx(1.0, abs=0.05)
+    def lag_corr(x: torch.Tensor, d: int) -> float:
+        return torch.corrcoef(torch.stack([x[..., :-d].flatten(), x[..., d:].flatten()]))[0, 1].item()
+
+    # Gaussian-blurred white noise: correlation exp(-d^2 / (4 sigma^2)) at lag d
+    for d in (1, 2, 4):
+        assert lag_corr(inner, d) == pytest.approx(math.exp(-d * d / 16), abs=0.03)
+    assert abs(lag_corr(z, 1)) < 0.02
+
+
+def test_smooth_noise_does_not_depend_on_the_batch() -> None:
+    z = torch.randn(16, 3, 40, 36)
+    together = smooth_noise(z, 1.5)
+    for i in (0, 7, 15):
+        assert torch.equal(smooth_noise(z[i:i + 1], 1.5), together[i:i + 1])
+
+
+def test_smooth_noise_on_sides_too_short_to_reflect() -> None:
+    z = torch.randn(1, 3, 3, 5)
+    s = smooth_noise(z, 2.0)  # radius 6: replicated borders
+    assert s.shape == z.shape and torch.isfinite(s).all()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from model.config import GeneratorConfig, ModelConfig, Norm
-from model.nets.blocks import one_hot
+from model.nets.blocks import one_hot, smooth_noise
 from model.nets.generator import PyramidGenerator, ScaleGenerator
 
 TINY = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2)
@@ -224,3 +226,24 @@ def test_fine_widths_set_the_finest_scales_only() -> None:
     assert [pyramid.width(n) for n in range(4)] == [24, 20, 32, 64]
     with pytest.raises(ValueError, match="fine_widths"):
         GeneratorConfig(fine_widths=(0,))
+
+
+def test_noise_blur_blurs_the_finest_scales_noise_only() -> None:
+    cfg = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2, noise_blur=(2.0, 1.0))
+    assert [cfg.noise_sigma(n) for n in range(4)] == [2.0, 1.0, 0.0, 0.0]
+    blurred = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=cfg)).eval()
+    white = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=replace(cfg, noise_blur=())))
+    white.load_state_dict(blurred.state_dict())  # the blur has no parameters
+    white.eval()
+    ys, zs = _inputs(white, 2, 32, 32)
+    with torch.no_grad():
+        a, b = blurred(ys, zs), white(ys, zs)
+        assert torch.equal(a[2], b[2])  # the coarsest scale's noise stays white
+        assert not torch.equal(a[1], b[1])
+        # G_0 with the blur equals G_0 without it fed the blurred map
+        z0 = blurred.noise_amp[0] * zs[0]
+        up = torch.nn.functional.interpolate(a[1], size=(32, 32), mode="bilinear", align_corners=False)
+        assert torch.equal(blurred.scales[0](ys[0], z0, up), white.scales[0](ys[0], smooth_noise(z0, 2.0), up))
+    for bad in ((-1.0,), (float("nan"),)):
+        with pytest.raises(ValueError, match="noise_blur"):
+            GeneratorConfig(noise_blur=bad)
