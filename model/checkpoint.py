@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from model.classes import ClassTable
-from model.config import ModelConfig, from_dict, to_dict
+from model.config import GeneratorConfig, ModelConfig, from_dict, to_dict
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 
@@ -156,10 +156,10 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     """
     payload = read_payload(path)
     stored = from_dict(ModelConfig, payload["model_config"])
-    comparable = dataclasses.replace(  # fine_widths, noise_blur may differ for the scales trained anew
+    per_scale = ("fine_widths", "noise_blur", "noise_seeds")  # may differ for the scales trained anew
+    comparable = dataclasses.replace(
         stored, discriminator=config.discriminator,
-        generator=dataclasses.replace(stored.generator, fine_widths=config.generator.fine_widths,
-                                      noise_blur=config.generator.noise_blur))
+        generator=dataclasses.replace(stored.generator, **{k: getattr(config.generator, k) for k in per_scale}))
     if comparable != config:
         raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
                          "use the preset and --set overrides it was trained with")
@@ -177,10 +177,11 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
             raise ValueError(f"{path}: scale {n} has {stored.generator.width(n)} generator channels, this run "
                              f"{config.generator.width(n)}; model.generator.fine_widths may change only the "
                              "scales trained anew")
-        if stored.generator.noise_sigma(n) != config.generator.noise_sigma(n):
-            raise ValueError(f"{path}: scale {n} was trained with noise blur {stored.generator.noise_sigma(n)}, "
-                             f"this run has {config.generator.noise_sigma(n)}; model.generator.noise_blur may "
-                             "change only the scales trained anew")
+        for what, get in (("noise blur", GeneratorConfig.noise_sigma), ("noise seeds", GeneratorConfig.seed_window)):
+            if get(stored.generator, n) != get(config.generator, n):
+                raise ValueError(f"{path}: scale {n} was trained with {what} {get(stored.generator, n)}, this run "
+                                 f"has {get(config.generator, n)}; model.generator.noise_blur and noise_seeds may "
+                                 "change only the scales trained anew")
     for net, part in ((generator, "generator"), (segmenter, "segmenter")):
         state = to_float32(payload[part])
         for n in keep:

@@ -55,6 +55,13 @@ class GeneratorConfig:
             of the full image; coarser scales white). The blurred map is scaled back to unit
             variance, so the noise amplitudes keep their meaning; its blobs are seeds of about
             2 sigma that G can grow into nuclei instead of per-pixel grain. Empty or 0: white.
+            (Blurred Gaussian noise has worm-like, not round, excursions; see noise_seeds.)
+        noise_seeds: window side w of the finest scales' seed transform, finest first (0 or
+            1: off). Before the blur, each noise channel keeps only its values at the maxima
+            of their w x w neighbourhood (about one point per w^2 pixels, never two within
+            w/2 px: a hard-core point process, as nuclei are) and zero elsewhere, scaled to
+            unit second moment; blurred, every point becomes a round blob. It commutes with
+            the noise amplitude and keeps zero noise zero.
     """
 
     base_width: int = 32
@@ -68,17 +75,25 @@ class GeneratorConfig:
     dilations: tuple[int, ...] = ()
     fine_widths: tuple[int, ...] = ()
     noise_blur: tuple[float, ...] = ()
+    noise_seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if any(w < 1 for w in self.fine_widths):
             raise ValueError(f"generator fine_widths must be positive channel counts, got {self.fine_widths}")
         if any(not math.isfinite(s) or s < 0 for s in self.noise_blur):
             raise ValueError(f"generator noise_blur must be finite sigmas >= 0, got {self.noise_blur}")
+        if any(w < 0 for w in self.noise_seeds):
+            raise ValueError(f"generator noise_seeds must be window sides >= 0, got {self.noise_seeds}")
 
     def noise_sigma(self, n: int) -> float:
         """Gaussian sigma (pixels of scale n) of z_n's blur: ``noise_blur[n]`` for the finest
         scales it names, else 0 (white noise)."""
         return float(self.noise_blur[n]) if n < len(self.noise_blur) else 0.0
+
+    def seed_window(self, n: int) -> int:
+        """Window side of z_n's seed transform: ``noise_seeds[n]`` for the finest scales it
+        names, else 0 (off)."""
+        return int(self.noise_seeds[n]) if n < len(self.noise_seeds) else 0
 
     def width(self, n: int) -> int:
         """Channels of scale n: ``fine_widths[n]`` for the finest scales it names, else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -103,6 +104,36 @@ def smooth_noise(z: Tensor, sigma: float) -> Tensor:
     padded = F.pad(z, (r, r, r, r), mode=mode)
     rows = sum(t * padded[..., :, i:i + w] for i, t in enumerate(taps))  # (B, C, H + 2r, W)
     return sum(t * rows[..., i:i + h, :] for i, t in enumerate(taps))  # type: ignore[return-value]
+
+
+def _max_second_moment(m: int) -> float:
+    """E[M^2] for M the largest of m standard normals (numerical integration)."""
+    step, total = 1e-3, 0.0
+    for i in range(-8000, 8000):
+        x = i * step
+        cdf = 0.5 * (1 + math.erf(x / math.sqrt(2)))
+        total += x * x * m * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi) * cdf ** (m - 1) * step
+    return total
+
+
+@functools.lru_cache(maxsize=32)
+def seed_scale(window: int) -> float:
+    """The factor that gives :func:`seed_points` of unit normal noise unit second moment
+    (each pixel is its window's maximum with probability 1 / window^2)."""
+    m = window * window
+    return math.sqrt(m / _max_second_moment(m))
+
+
+def seed_points(z: Tensor, window: int) -> Tensor:
+    """z (B, C, H, W) kept only where it is the maximum of its ``window`` x ``window``
+    neighbourhood (per channel), zero elsewhere, times :func:`seed_scale`: about one point
+    per window^2 pixels, none closer than window / 2 to a larger one. Max comparisons only,
+    so it commutes with a positive scale of z, keeps zeros zero and does not depend on the
+    batch. ``window`` <= 1 returns z itself."""
+    if window <= 1:
+        return z
+    peak = F.max_pool2d(z, window, stride=1, padding=window // 2)[..., :z.shape[-2], :z.shape[-1]]
+    return torch.where((z == peak) & (z > 0), z, torch.zeros_like(z)) * seed_scale(window)
 
 
 def pad_to_multiple(x: Tensor, m: int, mode: PadMode = "reflect") -> tuple[Tensor, tuple[int, int]]:

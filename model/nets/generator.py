@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import GeneratorConfig, ModelConfig
-from model.nets.blocks import ConvBlock, smooth_noise, upsample
+from model.nets.blocks import ConvBlock, seed_points, smooth_noise, upsample
 from model.nets.tiling import run_tiled, run_tiled_local
 
 #: Coarser images are clamped to +-(1 - EPS) before atanh (``output="tanh"``).
@@ -89,10 +89,12 @@ class ScaleGenerator(nn.Module):
         coarsest: whether this is G_N (no coarser image).
         noise_sigma: Gaussian blur (pixels) of the noise map before it enters
             (``GeneratorConfig.noise_blur``); 0: white noise as drawn.
+        seed_window: window of the seed transform applied before the blur
+            (``GeneratorConfig.noise_seeds``); 0: off.
     """
 
     def __init__(self, num_classes: int, width: int, cfg: GeneratorConfig, coarsest: bool,
-                 noise_sigma: float = 0.0) -> None:
+                 noise_sigma: float = 0.0, seed_window: int = 0) -> None:
         super().__init__()
         if cfg.num_blocks < 1:
             raise ValueError(f"generator num_blocks must be >= 1, got {cfg.num_blocks}")
@@ -101,7 +103,7 @@ class ScaleGenerator(nn.Module):
         self.coarsest = coarsest
         self.output = cfg.output
         self.noise_channels = cfg.noise_channels if coarsest else 3
-        self.noise_sigma = noise_sigma
+        self.noise_sigma, self.seed_window = noise_sigma, seed_window
         self.phi = _phi_stack(num_classes, num_classes + self.noise_channels, width, cfg)
         #: Inference only: run Phi on tiles of this side when the image is larger (same
         #: pixels, a fraction of the memory; see :mod:`model.nets.tiling`). Set by
@@ -113,8 +115,9 @@ class ScaleGenerator(nn.Module):
 
         Args:
             y: (B, K, H, W) one-hot (or soft) mask.
-            z: (B, Cz, H, W) noise, already scaled; blurred here by ``noise_sigma`` (on the
-                whole map, before any tiling, so tiled inference stays exact).
+            z: (B, Cz, H, W) noise, already scaled; turned into seed points (``seed_window``)
+                and blurred (``noise_sigma``) here, on the whole map before any tiling, so
+                tiled inference stays exact.
             prev_up: (B, 3, H, W) coarser image upsampled to (H, W); None at the coarsest.
 
         Returns:
@@ -122,7 +125,7 @@ class ScaleGenerator(nn.Module):
         """
         if self.coarsest != (prev_up is None):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
-        z = smooth_noise(z, self.noise_sigma)
+        z = smooth_noise(seed_points(z, self.seed_window), self.noise_sigma)
         if prev_up is None:
             return torch.tanh(self._phi(torch.cat([y, z], dim=1)))
         phi = self._phi(torch.cat([y, z + prev_up], dim=1))  # (B, 3, H, W)
@@ -157,7 +160,7 @@ class PyramidGenerator(nn.Module):
         last = cfg.num_scales - 1
         self.scales = nn.ModuleList(
             ScaleGenerator(cfg.num_classes, self.width(n), cfg.generator, coarsest=n == last,
-                           noise_sigma=cfg.generator.noise_sigma(n))
+                           noise_sigma=cfg.generator.noise_sigma(n), seed_window=cfg.generator.seed_window(n))
             for n in range(cfg.num_scales)
         )
         self.register_buffer("noise_amp", torch.ones(cfg.num_scales))

@@ -18,6 +18,8 @@ from model.nets.blocks import (
     make_norm,
     one_hot,
     pad_to_multiple,
+    seed_points,
+    seed_scale,
     smooth_noise,
     upsample,
 )
@@ -113,3 +115,25 @@ def test_smooth_noise_on_sides_too_short_to_reflect() -> None:
     z = torch.randn(1, 3, 3, 5)
     s = smooth_noise(z, 2.0)  # radius 6: replicated borders
     assert s.shape == z.shape and torch.isfinite(s).all()
+
+
+def test_seed_points_are_a_sparse_hard_core_field_of_unit_second_moment() -> None:
+    z = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(0))
+    assert seed_points(z, 1) is z
+    s = seed_points(z, 15)
+    points = s != 0
+    assert points.float().mean().item() * 15 * 15 == pytest.approx(1.0, abs=0.1)
+    assert (s**2).mean().item() == pytest.approx(1.0, abs=0.1)
+    assert torch.equal(s[points], z[points] * seed_scale(15))  # the noise's own values at its maxima
+    # every point is the largest of its window: no larger point within 7 px
+    peak = torch.nn.functional.max_pool2d(s, 15, stride=1, padding=7)
+    assert torch.equal(peak[points], s[points])
+
+
+def test_seed_points_commute_with_scale_and_keep_zeros() -> None:
+    z = torch.randn(4, 3, 40, 50)
+    torch.testing.assert_close(seed_points(0.3 * z, 9), 0.3 * seed_points(z, 9))
+    assert not seed_points(torch.zeros(1, 3, 20, 20), 9).any()
+    together = seed_points(z, 9)
+    assert all(torch.equal(seed_points(z[i:i + 1], 9), together[i:i + 1]) for i in range(4))
+    assert seed_points(z, 8).shape == z.shape  # even windows too

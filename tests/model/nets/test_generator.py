@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.config import GeneratorConfig, ModelConfig, Norm
-from model.nets.blocks import one_hot, smooth_noise
+from model.nets.blocks import one_hot, seed_points, smooth_noise
 from model.nets.generator import PyramidGenerator, ScaleGenerator
 
 TINY = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2)
@@ -247,3 +247,21 @@ def test_noise_blur_blurs_the_finest_scales_noise_only() -> None:
     for bad in ((-1.0,), (float("nan"),)):
         with pytest.raises(ValueError, match="noise_blur"):
             GeneratorConfig(noise_blur=bad)
+
+
+
+def test_noise_seeds_turn_the_finest_scales_noise_into_points_before_the_blur() -> None:
+    cfg = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2, noise_blur=(1.5,),
+                          noise_seeds=(5,))
+    assert [cfg.seed_window(n) for n in range(3)] == [5, 0, 0]
+    g = PyramidGenerator(ModelConfig(num_classes=2, num_scales=2, generator=cfg)).eval()
+    z = torch.randn(1, 3, 32, 32)
+    y = torch.zeros(1, 2, 32, 32)
+    up = torch.zeros(1, 3, 32, 32)
+    white = ScaleGenerator(2, g.width(0), replace(cfg, noise_blur=(), noise_seeds=()), coarsest=False).eval()
+    white.load_state_dict(g.scales[0].state_dict())
+    with torch.no_grad():
+        assert torch.equal(g.scales[0](y, z, up), white(y, smooth_noise(seed_points(z, 5), 1.5), up))
+        assert not torch.equal(g.scales[0](y, z, up), white(y, smooth_noise(z, 1.5), up))
+    with pytest.raises(ValueError, match="noise_seeds"):
+        GeneratorConfig(noise_seeds=(-1,))
