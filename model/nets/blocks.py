@@ -132,8 +132,25 @@ def seed_points(z: Tensor, window: int) -> Tensor:
     batch. ``window`` <= 1 returns z itself."""
     if window <= 1:
         return z
-    peak = F.max_pool2d(z, window, stride=1, padding=window // 2)[..., :z.shape[-2], :z.shape[-1]]
+    peak = _window_max(_window_max(z, window, -1), window, -2)
     return torch.where((z == peak) & (z > 0), z, torch.zeros_like(z)) * seed_scale(window)
+
+
+def _window_max(x: Tensor, window: int, dim: int) -> Tensor:
+    """Max over ``window`` neighbours along ``dim`` (from i - window // 2), as a stride-1 max
+    pool padded with -inf, by doubling: log2(window) elementwise maxima instead of window."""
+    lo = window // 2
+    pad = [0, 0] * (x.ndim - 1 - dim % x.ndim) + [lo, window - 1 - lo]
+    m = F.pad(x, pad, value=float("-inf"))
+    width = 1
+    while 2 * width <= window:
+        n = m.shape[dim] - width
+        m = torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, width, n))
+        width *= 2
+    if width < window:
+        n = m.shape[dim] - (window - width)
+        m = torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, window - width, n))
+    return m
 
 
 def pad_to_multiple(x: Tensor, m: int, mode: PadMode = "reflect") -> tuple[Tensor, tuple[int, int]]:

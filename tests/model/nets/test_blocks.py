@@ -137,3 +137,12 @@ def test_seed_points_commute_with_scale_and_keep_zeros() -> None:
     together = seed_points(z, 9)
     assert all(torch.equal(seed_points(z[i:i + 1], 9), together[i:i + 1]) for i in range(4))
     assert seed_points(z, 8).shape == z.shape  # even windows too
+
+
+@pytest.mark.parametrize("window", [2, 4, 9, 25])
+@pytest.mark.parametrize("hw", [(37, 53), (5, 4)])
+def test_seed_points_find_the_maxima_a_max_pool_finds(window: int, hw: tuple[int, int]) -> None:
+    z = torch.randn(2, 3, *hw)
+    peak = torch.nn.functional.max_pool2d(z, window, stride=1, padding=window // 2)[..., :hw[0], :hw[1]]
+    expected = torch.where((z == peak) & (z > 0), z, torch.zeros_like(z)) * seed_scale(window)
+    assert torch.equal(seed_points(z, window), expected)
