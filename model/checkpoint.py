@@ -156,7 +156,8 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     """
     payload = read_payload(path)
     stored = from_dict(ModelConfig, payload["model_config"])
-    per_scale = ("fine_widths", "noise_blur", "noise_seeds")  # may differ for the scales trained anew
+    # may differ for the scales trained anew
+    per_scale = ("fine_widths", "noise_blur", "noise_seeds", "dilations", "dilated_finest")
     comparable = dataclasses.replace(
         stored, discriminator=config.discriminator,
         generator=dataclasses.replace(stored.generator, **{k: getattr(config.generator, k) for k in per_scale}))
@@ -177,11 +178,12 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
             raise ValueError(f"{path}: scale {n} has {stored.generator.width(n)} generator channels, this run "
                              f"{config.generator.width(n)}; model.generator.fine_widths may change only the "
                              "scales trained anew")
-        for what, get in (("noise blur", GeneratorConfig.noise_sigma), ("noise seeds", GeneratorConfig.seed_window)):
+        for what, get in (("noise blur", GeneratorConfig.noise_sigma), ("noise seeds", GeneratorConfig.seed_window),
+                          ("dilations", GeneratorConfig.block_dilations)):
             if get(stored.generator, n) != get(config.generator, n):
                 raise ValueError(f"{path}: scale {n} was trained with {what} {get(stored.generator, n)}, this run "
-                                 f"has {get(config.generator, n)}; model.generator.noise_blur and noise_seeds may "
-                                 "change only the scales trained anew")
+                                 f"has {get(config.generator, n)}; model.generator.noise_blur, noise_seeds and "
+                                 "dilations (with dilated_finest) may change only the scales trained anew")
     for net, part in ((generator, "generator"), (segmenter, "segmenter")):
         state = to_float32(payload[part])
         for n in keep:

@@ -47,6 +47,9 @@ class GeneratorConfig:
             A block with dilation d sees d pixels further each side at the same cost, so
             (1, 2, 4, 8) widens the receptive field from 11 to 33 pixels of the scale (a
             gland at 1/8); dilated convs zero-pad (reflection needs sides above d).
+        dilated_finest: 0: ``dilations`` apply at every scale; k > 0: only at the k finest
+            scales, the coarser ones keep plain 3x3 convs (so the coarse scales of a partial
+            file still load under --init-from).
         fine_widths: channels of the finest scales, finest first, overriding the rule above
             for those scales only (e.g. (96, 96): scales 0 and 1 at 96 channels, the coarser
             ones as before, so the coarse scales of a partial file still load). Empty: the rule.
@@ -73,6 +76,7 @@ class GeneratorConfig:
     mask_input: MaskInput = "input"
     output: Output = "residual"
     dilations: tuple[int, ...] = ()
+    dilated_finest: int = 0
     fine_widths: tuple[int, ...] = ()
     noise_blur: tuple[float, ...] = ()
     noise_seeds: tuple[int, ...] = ()
@@ -102,19 +106,20 @@ class GeneratorConfig:
             return self.fine_widths[n]
         return min(self.base_width * 2 ** (n // self.width_doubling), self.max_width)
 
-    def block_dilations(self) -> tuple[int, ...]:
-        """The dilation of every block (checked against ``num_blocks``)."""
-        if not self.dilations:
+    def block_dilations(self, n: int = 0) -> tuple[int, ...]:
+        """The dilation of every block of scale n (checked against ``num_blocks``)."""
+        if self.dilated_finest < 0:
+            raise ValueError(f"generator dilated_finest must be >= 0, got {self.dilated_finest}")
+        if not self.dilations or 0 < self.dilated_finest <= n:
             return (1,) * self.num_blocks
         if len(self.dilations) != self.num_blocks or min(self.dilations) < 1:
             raise ValueError(f"generator dilations must be {self.num_blocks} values >= 1 (one per block), "
                              f"got {self.dilations}")
         return self.dilations
 
-    @property
-    def reach(self) -> int:
-        """Pixels of its scale an output of Phi depends on beyond itself (blocks and head)."""
-        return sum(self.block_dilations()) + 1
+    def reach(self, n: int = 0) -> int:
+        """Pixels of scale n an output of its Phi depends on beyond itself (blocks and head)."""
+        return sum(self.block_dilations(n)) + 1
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,19 @@ class MaskConcatStack(nn.Module):
         in_ch: input channels (K + noise channels).
         width: channels of the conv blocks.
         cfg: generator hyperparameters.
+        dilations: the blocks' dilations (``cfg.block_dilations(n)`` of its scale).
     """
 
-    def __init__(self, num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig) -> None:
+    def __init__(self, num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig,
+                 dilations: tuple[int, ...]) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.blocks = nn.ModuleList(
             ConvBlock(in_ch if i == 0 else width + num_classes, width, cfg.norm, d)
-            for i, d in enumerate(cfg.block_dilations())
+            for i, d in enumerate(dilations)
         )
         self.head = nn.Conv2d(width + num_classes, 3, 3, padding=1, padding_mode="reflect")
-        self._reach = cfg.reach
+        self._reach = sum(dilations) + 1
 
     @property
     def reach(self) -> int:
@@ -65,12 +67,13 @@ def _memory_format(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _phi_stack(num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig) -> nn.Module:
+def _phi_stack(num_classes: int, in_ch: int, width: int, cfg: GeneratorConfig,
+               dilations: tuple[int, ...]) -> nn.Module:
     if cfg.mask_input == "concat":
-        return MaskConcatStack(num_classes, in_ch, width, cfg)
+        return MaskConcatStack(num_classes, in_ch, width, cfg, dilations)
     if cfg.mask_input != "input":
         raise ValueError(f"unknown generator mask_input {cfg.mask_input!r}; choose input or concat")
-    blocks = [ConvBlock(in_ch if i == 0 else width, width, cfg.norm, d) for i, d in enumerate(cfg.block_dilations())]
+    blocks = [ConvBlock(in_ch if i == 0 else width, width, cfg.norm, d) for i, d in enumerate(dilations)]
     return nn.Sequential(*blocks, nn.Conv2d(width, 3, 3, padding=1, padding_mode="reflect"))
 
 
@@ -91,10 +94,11 @@ class ScaleGenerator(nn.Module):
             (``GeneratorConfig.noise_blur``); 0: white noise as drawn.
         seed_window: window of the seed transform applied before the blur
             (``GeneratorConfig.noise_seeds``); 0: off.
+        dilations: the blocks' dilations (default: ``cfg.block_dilations()``).
     """
 
     def __init__(self, num_classes: int, width: int, cfg: GeneratorConfig, coarsest: bool,
-                 noise_sigma: float = 0.0, seed_window: int = 0) -> None:
+                 noise_sigma: float = 0.0, seed_window: int = 0, dilations: tuple[int, ...] | None = None) -> None:
         super().__init__()
         if cfg.num_blocks < 1:
             raise ValueError(f"generator num_blocks must be >= 1, got {cfg.num_blocks}")
@@ -104,7 +108,8 @@ class ScaleGenerator(nn.Module):
         self.output = cfg.output
         self.noise_channels = cfg.noise_channels if coarsest else 3
         self.noise_sigma, self.seed_window = noise_sigma, seed_window
-        self.phi = _phi_stack(num_classes, num_classes + self.noise_channels, width, cfg)
+        dilations = cfg.block_dilations() if dilations is None else dilations
+        self.phi = _phi_stack(num_classes, num_classes + self.noise_channels, width, cfg, dilations)
         #: Inference only: run Phi on tiles of this side when the image is larger (same
         #: pixels, a fraction of the memory; see :mod:`model.nets.tiling`). Set by
         #: :func:`model.nets.fuse.fuse_for_inference`.
@@ -160,7 +165,8 @@ class PyramidGenerator(nn.Module):
         last = cfg.num_scales - 1
         self.scales = nn.ModuleList(
             ScaleGenerator(cfg.num_classes, self.width(n), cfg.generator, coarsest=n == last,
-                           noise_sigma=cfg.generator.noise_sigma(n), seed_window=cfg.generator.seed_window(n))
+                           noise_sigma=cfg.generator.noise_sigma(n), seed_window=cfg.generator.seed_window(n),
+                           dilations=cfg.generator.block_dilations(n))
             for n in range(cfg.num_scales)
         )
         self.register_buffer("noise_amp", torch.ones(cfg.num_scales))

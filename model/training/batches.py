@@ -116,7 +116,8 @@ class BatchMaker:
             raise ValueError(f"unknown coarse_context {cfg.coarse_context!r}; choose fixed, receptive or tile")
         # each coarser scale m adds its Phi's reach and an upsampling: that many of its
         # pixels, 2**m full-resolution pixels each
-        reach = sum((self.t.model_cfg.generator.reach + 1) * 2**m for m in range(n + 1, self.t.num_scales))
+        gen = self.t.model_cfg.generator
+        reach = sum((gen.reach(m) + 1) * 2**m for m in range(n + 1, self.t.num_scales))
         return max(cfg.crop_context, reach)
 
     def _region(self, n: int) -> tuple[Window | None, bool]:

@@ -43,7 +43,8 @@ def _run(g: PyramidGenerator, h: int, w: int) -> torch.Tensor:
                                      {"mask_input": "concat"},
                                      {"mask_input": "concat", "norm": "none", "dilations": (1, 2, 4)},
                                      {"mask_input": "concat", "norm": "none", "noise_blur": (2.0, 1.0)},
-                                     {"mask_input": "concat", "norm": "none", "noise_blur": (1.5,), "noise_seeds": (7,)}])
+                                     {"mask_input": "concat", "norm": "none", "noise_blur": (1.5,), "noise_seeds": (7,),
+                                      "dilations": (1, 2, 4), "dilated_finest": 1}])
 def test_fused_generator_matches_the_trained_one(tile: int | None, options: dict[str, str]) -> None:
     g = _generator(**options)
     fused = fuse_for_inference(copy.deepcopy(g), tile=tile)

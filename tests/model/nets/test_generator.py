@@ -199,13 +199,13 @@ def test_unknown_options_are_rejected() -> None:
 def test_dilated_blocks_see_as_far_as_the_reach_says_on_any_side(mask_input: str) -> None:
     g = _scale(mask_input=mask_input, norm="none", num_blocks=3, dilations=(1, 2, 4))
     cfg = GeneratorConfig(num_blocks=3, dilations=(1, 2, 4))
-    assert cfg.reach == 8 and GeneratorConfig(num_blocks=3).reach == 4
-    side = 2 * cfg.reach + 9
+    assert cfg.reach() == 8 and GeneratorConfig(num_blocks=3).reach() == 4
+    side = 2 * cfg.reach() + 9
     x = torch.randn(1, 6, side, side, requires_grad=True)
     g.phi(x)[0, 0, side // 2, side // 2].backward()
     assert x.grad is not None
     rows = torch.nonzero(x.grad.abs().sum((0, 1, 3)) > 0).flatten()
-    assert rows.max() - rows.min() + 1 == 2 * cfg.reach + 1
+    assert rows.max() - rows.min() + 1 == 2 * cfg.reach() + 1
     with torch.no_grad():  # zero padding: sides smaller than the dilation work
         assert g.phi(torch.randn(1, 6, 2, 3)).shape == (1, 3, 2, 3)
 
@@ -265,3 +265,20 @@ def test_noise_seeds_turn_the_finest_scales_noise_into_points_before_the_blur() 
         assert not torch.equal(g.scales[0](y, z, up), white(y, smooth_noise(z, 1.5), up))
     with pytest.raises(ValueError, match="noise_seeds"):
         GeneratorConfig(noise_seeds=(-1,))
+
+
+def test_dilated_finest_dilates_only_the_finest_scales() -> None:
+    cfg = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=3, mask_input="concat",
+                          norm="none", dilations=(1, 2, 4), dilated_finest=1)
+    assert [cfg.block_dilations(n) for n in range(3)] == [(1, 2, 4), (1, 1, 1), (1, 1, 1)]
+    assert [cfg.reach(n) for n in range(3)] == [8, 4, 4]
+    g = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=cfg))
+    assert [g.scales[n].phi.reach for n in range(3)] == [8, 4, 4]
+    assert [c.dilation for c in g.scales[0].modules() if isinstance(c, torch.nn.Conv2d)][:3] == [(1, 1), (2, 2), (4, 4)]
+    plain = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=replace(cfg, dilations=())))
+    assert g.scales[1].state_dict().keys() == plain.scales[1].state_dict().keys()
+    assert all(c.dilation == (1, 1) for c in g.scales[1].modules() if isinstance(c, torch.nn.Conv2d))
+    every = replace(cfg, dilated_finest=0)
+    assert every.block_dilations(2) == (1, 2, 4)  # 0: every scale, as before
+    with pytest.raises(ValueError, match="dilated_finest"):
+        replace(cfg, dilated_finest=-1).block_dilations(0)

@@ -215,7 +215,8 @@ def test_init_from_with_wider_fine_scales(dataset, tmp_path: Path) -> None:
 def test_init_from_with_blurred_noise_at_the_fine_scales(dataset, tmp_path: Path) -> None:
     model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=1)
     done = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
-    blurred = replace(model_cfg, **{"generator.noise_blur": (1.5, 1.0), "generator.noise_seeds": (5,)})  # anew
+    blurred = replace(model_cfg, **{"generator.noise_blur": (1.5, 1.0), "generator.noise_seeds": (5,),
+                                    "generator.dilations": (1, 2), "generator.dilated_finest": 2})  # anew
     again = train(blurred, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path, init_scales=1)
     a, b = read_payload(done.model_path), read_payload(again.model_path)
     assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items() if k.startswith("scales.2."))
