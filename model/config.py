@@ -88,6 +88,8 @@ class GeneratorConfig:
             raise ValueError(f"generator noise_blur must be finite sigmas >= 0, got {self.noise_blur}")
         if any(w < 0 for w in self.noise_seeds):
             raise ValueError(f"generator noise_seeds must be window sides >= 0, got {self.noise_seeds}")
+        if self.dilated_finest < 0:
+            raise ValueError(f"generator dilated_finest must be >= 0, got {self.dilated_finest}")
 
     def noise_sigma(self, n: int) -> float:
         """Gaussian sigma (pixels of scale n) of z_n's blur: ``noise_blur[n]`` for the finest
@@ -108,8 +110,6 @@ class GeneratorConfig:
 
     def block_dilations(self, n: int = 0) -> tuple[int, ...]:
         """The dilation of every block of scale n (checked against ``num_blocks``)."""
-        if self.dilated_finest < 0:
-            raise ValueError(f"generator dilated_finest must be >= 0, got {self.dilated_finest}")
         if not self.dilations or 0 < self.dilated_finest <= n:
             return (1,) * self.num_blocks
         if len(self.dilations) != self.num_blocks or min(self.dilations) < 1:
