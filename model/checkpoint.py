@@ -156,11 +156,9 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
     """
     payload = read_payload(path)
     stored = from_dict(ModelConfig, payload["model_config"])
-    # may differ for the scales trained anew
-    per_scale = ("fine_widths", "noise_blur", "noise_seeds", "dilations", "dilated_finest")
-    comparable = dataclasses.replace(
-        stored, discriminator=config.discriminator,
-        generator=dataclasses.replace(stored.generator, **{k: getattr(config.generator, k) for k in per_scale}))
+    per_scale = {k: getattr(config.generator, k) for k in GeneratorConfig.PER_SCALE_FIELDS}  # checked per scale below
+    comparable = dataclasses.replace(stored, discriminator=config.discriminator,
+                                     generator=dataclasses.replace(stored.generator, **per_scale))
     if comparable != config:
         raise ValueError(f"{path} was made with another generator or segmenter config than this run's; "
                          "use the preset and --set overrides it was trained with")
@@ -174,16 +172,12 @@ def load_scales(path: str | Path, generator: PyramidGenerator, segmenter: Pyrami
         raise ValueError(f"{path} is fully trained; pass fewer scales to reuse to train the finer ones again")
     keep = range(config.num_scales - scales, config.num_scales)
     for n in keep:
-        if stored.generator.width(n) != config.generator.width(n):
-            raise ValueError(f"{path}: scale {n} has {stored.generator.width(n)} generator channels, this run "
-                             f"{config.generator.width(n)}; model.generator.fine_widths may change only the "
-                             "scales trained anew")
-        for what, get in (("noise blur", GeneratorConfig.noise_sigma), ("noise seeds", GeneratorConfig.seed_window),
-                          ("dilations", GeneratorConfig.block_dilations)):
-            if get(stored.generator, n) != get(config.generator, n):
-                raise ValueError(f"{path}: scale {n} was trained with {what} {get(stored.generator, n)}, this run "
-                                 f"has {get(config.generator, n)}; model.generator.noise_blur, noise_seeds and "
-                                 "dilations (with dilated_finest) may change only the scales trained anew")
+        was, now = stored.generator.scale_settings(n), config.generator.scale_settings(n)
+        for what in was:
+            if was[what] != now[what]:
+                raise ValueError(f"{path}: scale {n} was trained with {what} {was[what]}, this run has {now[what]}; "
+                                 f"model.generator.{', '.join(GeneratorConfig.PER_SCALE_FIELDS)} may change only "
+                                 "the scales trained anew")
     for net, part in ((generator, "generator"), (segmenter, "segmenter")):
         state = to_float32(payload[part])
         for n in keep:

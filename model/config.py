@@ -81,6 +81,11 @@ class GeneratorConfig:
     noise_blur: tuple[float, ...] = ()
     noise_seeds: tuple[int, ...] = ()
 
+    #: Fields that may set single scales; a run that reuses a file's coarse scales may change
+    #: them as long as :meth:`scale_settings` of every reused scale stays the same.
+    PER_SCALE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
+        "fine_widths", "noise_blur", "noise_seeds", "dilations", "dilated_finest")
+
     def __post_init__(self) -> None:
         if any(w < 1 for w in self.fine_widths):
             raise ValueError(f"generator fine_widths must be positive channel counts, got {self.fine_widths}")
@@ -116,6 +121,11 @@ class GeneratorConfig:
             raise ValueError(f"generator dilations must be {self.num_blocks} values >= 1 (one per block), "
                              f"got {self.dilations}")
         return self.dilations
+
+    def scale_settings(self, n: int) -> dict[str, object]:
+        """What the per-scale fields make of scale n (its architecture and noise)."""
+        return {"generator channels": self.width(n), "noise blur": self.noise_sigma(n),
+                "noise seeds": self.seed_window(n), "dilations": self.block_dilations(n)}
 
     def reach(self, n: int = 0) -> int:
         """Pixels of scale n an output of its Phi depends on beyond itself (blocks and head)."""

@@ -249,7 +249,6 @@ def test_noise_blur_blurs_the_finest_scales_noise_only() -> None:
             GeneratorConfig(noise_blur=bad)
 
 
-
 def test_noise_seeds_turn_the_finest_scales_noise_into_points_before_the_blur() -> None:
     cfg = GeneratorConfig(base_width=4, max_width=8, width_doubling=1, num_blocks=2, noise_blur=(1.5,),
                           noise_seeds=(5,))
