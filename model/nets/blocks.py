@@ -180,3 +180,33 @@ def crop(x: Tensor, size: tuple[int, int], at: tuple[int, int] = (0, 0)) -> Tens
     """The (H, W) window whose top-left corner is ``at``; by default undoes :func:`pad_to_multiple`."""
     top, left = at
     return x[..., top : top + size[0], left : left + size[1]]
+
+
+# ---- boxes: the part of an output that is needed, traced back through a network --------
+
+#: (top, left, height, width) of a rectangle of pixels.
+Box = tuple[int, int, int, int]
+
+
+def cut_box(x: Tensor, box: Box, origin: tuple[int, int] = (0, 0)) -> Tensor:
+    """The pixels of ``box`` from ``x`` (B, C, H, W), whose pixel (0, 0) is at ``origin``."""
+    return crop(x, (box[2], box[3]), at=(box[0] - origin[0], box[1] - origin[1]))
+
+
+def grow_box(box: Box, r: int, size: tuple[int, int]) -> Box:
+    """``box`` widened by ``r`` pixels on every side, clipped to an image of ``size`` (H, W)."""
+    top, left = max(0, box[0] - r), max(0, box[1] - r)
+    bottom, right = min(size[0], box[0] + box[2] + r), min(size[1], box[1] + box[3] + r)
+    return top, left, bottom - top, right - left
+
+
+def half_box(box: Box, size: tuple[int, int]) -> Box:
+    """The box of a half-resolution image of ``size`` (H, W) that a 2x upsampling of it needs
+    for every pixel of ``box``: bilinear (``align_corners=False``) and the transposed 3x3
+    stride-2 conv alike, when run on the half box alone, give the same values inside ``box``
+    as on the whole image."""
+    def axis(start: int, length: int, n: int) -> tuple[int, int]:
+        lo, hi = max(0, start // 2 - 1), min(n, (start + length - 1) // 2 + 2)
+        return lo, hi - lo
+    (top, h), (left, w) = axis(box[0], box[2], size[0]), axis(box[1], box[3], size[1])
+    return top, left, h, w

@@ -8,7 +8,16 @@ import torch
 from torch import Tensor, nn
 
 from model.config import GeneratorConfig, ModelConfig
-from model.nets.blocks import ConvBlock, seed_points, smooth_noise, upsample
+from model.nets.blocks import (
+    Box,
+    ConvBlock,
+    cut_box,
+    grow_box,
+    half_box,
+    seed_points,
+    smooth_noise,
+    upsample,
+)
 from model.nets.tiling import run_tiled, run_tiled_local
 
 #: Coarser images are clamped to +-(1 - EPS) before atanh (``output="tanh"``).
@@ -128,15 +137,31 @@ class ScaleGenerator(nn.Module):
         Returns:
             (B, 3, H, W) image.
         """
+        return self.render(y, self.shape_noise(z), prev_up)
+
+    def shape_noise(self, z: Tensor) -> Tensor:
+        """The noise map as Phi sees it: seed points (``seed_window``), then the blur
+        (``noise_sigma``); unchanged when both are off. Runs on whole maps only."""
+        return smooth_noise(seed_points(z, self.seed_window), self.noise_sigma)
+
+    def render(self, y: Tensor, z: Tensor, prev_up: Tensor | None) -> Tensor:
+        """:meth:`forward` after :meth:`shape_noise`: local, so a crop of the inputs gives
+        that crop's image, exact where it is :attr:`reach` pixels from the crop's inner edges."""
         if self.coarsest != (prev_up is None):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
-        z = smooth_noise(seed_points(z, self.seed_window), self.noise_sigma)
         if prev_up is None:
             return torch.tanh(self._phi(torch.cat([y, z], dim=1)))
         phi = self._phi(torch.cat([y, z + prev_up], dim=1))  # (B, 3, H, W)
         if self.output == "tanh":
             return torch.tanh(torch.atanh(prev_up.clamp(-1 + EPS, 1 - EPS)) + phi)
         return prev_up + torch.tanh(phi)
+
+    @property
+    def reach(self) -> int:
+        """Pixels an output depends on beyond itself (every 3x3 conv of Phi, dilated)."""
+        if isinstance(self.phi, MaskConcatStack):
+            return self.phi.reach
+        return sum(int(m.dilation[0]) for m in self.phi.modules() if isinstance(m, nn.Conv2d))
 
     def _phi(self, x: Tensor) -> Tensor:
         if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
@@ -227,6 +252,62 @@ class PyramidGenerator(nn.Module):
             prev = self.forward_scale(n, y, zs[n], prev)
             out[n] = prev
         return out
+
+
+    def forward_box(
+        self, ys: Sequence[Tensor | None], zs: Sequence[Tensor | None], stop_at: int, box: Box
+    ) -> Tensor:
+        """Image x_{stop_at} on ``box`` only: ``forward(ys, zs, stop_at)[stop_at]`` cut to the
+        box, computing each scale only where the box needs it.
+
+        Traced back from ``stop_at``: a scale's Phi needs its inputs on its box grown by its
+        :attr:`ScaleGenerator.reach`, and their upsampled coarser image needs the coarser
+        scale's output on :func:`half_box` of that. The noise maps are shaped whole first,
+        so shaped noise stays exact too. Where a scale is not exactly half the finer one, the
+        pyramid runs whole and is cut.
+
+        Args:
+            ys, zs, stop_at: as :meth:`forward`.
+            box: (top, left, height, width) of scale ``stop_at``.
+
+        Returns:
+            (B, 3, height, width).
+        """
+        _check_pyramid_args(len(ys), len(zs), self.num_scales, stop_at)
+        sizes = [None if y is None else (int(y.shape[-2]), int(y.shape[-1])) for y in ys]
+        if any(sizes[m] is None for m in range(stop_at, self.num_scales)) or any(
+            sizes[m] != (2 * sizes[m + 1][0], 2 * sizes[m + 1][1])  # type: ignore[index]
+            for m in range(stop_at, self.num_scales - 1)
+        ):
+            full = self.forward(ys, zs, stop_at)[stop_at]
+            assert full is not None
+            return cut_box(full, box)
+        outs: list[Box] = []  # the box each scale's output is needed on, stop_at first
+        grown: list[Box] = []  # the box each scale's Phi runs on
+        for m in range(stop_at, self.num_scales):
+            size = sizes[m]
+            assert size is not None
+            outs.append(box)
+            grown.append(grow_box(box, self.scales[m].reach, size))
+            if m + 1 < self.num_scales:
+                box = half_box(grown[-1], sizes[m + 1])  # type: ignore[arg-type]
+        prev: Tensor | None = None
+        prev_box: Box | None = None
+        for m in range(self.num_scales - 1, stop_at - 1, -1):
+            y, z = ys[m], zs[m]
+            assert y is not None
+            if z is None:
+                z = torch.zeros(y.shape[0], self.noise_channels(m), *y.shape[-2:], device=y.device, dtype=y.dtype)
+            scale, ext, out = self.scales[m], grown[m - stop_at], outs[m - stop_at]
+            z = scale.shape_noise(self.noise_amp[m] * z)  # whole map
+            prev_up = None
+            if prev is not None and prev_box is not None:
+                prev_up = cut_box(upsample(prev, (2 * prev_box[2], 2 * prev_box[3])), ext,
+                                  origin=(2 * prev_box[0], 2 * prev_box[1]))
+            x = scale.render(cut_box(y, ext), cut_box(z, ext), prev_up)
+            prev, prev_box = cut_box(x, out, origin=ext[:2]), out
+        assert prev is not None
+        return prev
 
 
 def _check_pyramid_args(num_ys: int, num_zs: int, num_scales: int, stop_at: int) -> None:

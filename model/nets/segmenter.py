@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import ModelConfig, SegmenterConfig
-from model.nets.blocks import crop, pad_to_multiple, upsample
+from model.nets.blocks import Box, crop, cut_box, grow_box, half_box, pad_to_multiple, upsample
 from model.nets.tiling import run_pieces
 
 #: Piece side of the segmenter's levels on a CPU: a dense block's activations stay in cache.
@@ -158,11 +158,22 @@ class MiniFCDenseNet(nn.Module):
         #: see :meth:`_forward_pieces`). Set by :func:`prepare_for_inference`.
         self.piece: int | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C_in, H, W) -> logits (B, K, H, W)."""
+    def forward(self, x: Tensor, box: Box | None = None) -> Tensor:
+        """(B, C_in, H, W) -> logits (B, K, H, W), or only those of ``box`` (B, K, h, w).
+
+        With ``box`` the down path and the bottleneck run on the whole input (the box's
+        logits depend on all of it) and the up path only on the part of each level that the
+        box needs (:meth:`_up_path_box`): the same values as the whole map's box, for a
+        fraction of the up path's work.
+        """
+        if box is not None:
+            _check_box(box, _hw(x))
+            if self.training:
+                raise ValueError("a box needs eval mode: BatchNorm's batch statistics span the whole map")
         x, size = pad_to_multiple(x, self.multiple)  # (B, C_in, H', W')
         if self.piece is not None and not self.training and max(x.shape[-2:]) > self.piece:
-            return crop(self._forward_pieces(x, _even(self.piece)), size)  # even: pooling pairs
+            out = crop(self._forward_pieces(x, _even(self.piece)), size)  # even: pooling pairs
+            return out if box is None else cut_box(out, box)
         x = self.first(x)
         skips: list[Tensor] = []
         for block, pool in zip(self.down, self.pools, strict=True):
@@ -170,9 +181,37 @@ class MiniFCDenseNet(nn.Module):
             skips.append(x)
             x = pool(x)  # (B, C, H / 2, W / 2)
         x = self.bottleneck(x)
+        if box is not None:
+            return self.last(self._up_path_box(x, skips, box))  # (B, K, h, w)
         for up, block, skip in zip(self.ups, self.up, reversed(skips), strict=True):
             x = block(torch.cat([up(x), skip], dim=1))  # up: (B, C, 2H, 2W)
         return crop(self.last(x), size)  # (B, K, H, W)
+
+    def _up_path_box(self, x: Tensor, skips: list[Tensor], box: Box) -> Tensor:
+        """The up path's output on ``box`` only, from the bottleneck's output ``x`` and the skips.
+
+        Traced back from the finest level: a level's dense block needs its input on its
+        output box widened by one pixel per layer (3x3 convs; clipped at the image border,
+        where the zero padding is the whole map's), and that input's upsampled half needs
+        the coarser level's output on :func:`half_box` of it. Then each level runs forward
+        on its boxes alone.
+        """
+        out_boxes: list[Box] = []  # finest level first
+        in_boxes: list[Box] = []
+        for block, skip in zip(reversed(self.up), skips, strict=True):
+            out_boxes.append(box)
+            in_boxes.append(grow_box(box, len(block.layers), _hw(skip)))
+            coarse = _hw(skip)[0] // 2, _hw(skip)[1] // 2
+            box = half_box(in_boxes[-1], coarse)
+        x = cut_box(x, box)  # the bottleneck's output on the box the coarsest up level needs
+        levels = zip(self.ups, self.up, reversed(skips), reversed(in_boxes), reversed(out_boxes), strict=True)
+        for up, block, skip, in_box, out_box in levels:
+            u = up(x)  # (B, C, 2h, 2w): the box's 2x upsampling, exact inside in_box
+            u = cut_box(u, in_box, origin=(2 * box[0], 2 * box[1]))
+            x = block(torch.cat([u, cut_box(skip, in_box)], dim=1))
+            x = cut_box(x, out_box, origin=in_box[:2])
+            box = out_box
+        return x
 
     def receptive_radius(self) -> int:
         """Input pixels beyond itself that an output pixel depends on (conv reach, pooling
@@ -220,6 +259,12 @@ class MiniFCDenseNet(nn.Module):
         return x
 
 
+def _check_box(box: Box, size: tuple[int, int]) -> None:
+    top, left, h, w = box
+    if h < 1 or w < 1 or top < 0 or left < 0 or top + h > size[0] or left + w > size[1]:
+        raise ValueError(f"box {box} is not inside the {size[0]}x{size[1]} input")
+
+
 def _even(n: int) -> int:
     return n + n % 2
 
@@ -247,16 +292,17 @@ class ScaleSegmenter(nn.Module):
         self.noise_channels = cfg.noise_channels
         self.net = MiniFCDenseNet(3 + num_classes + cfg.noise_channels, num_classes, cfg)
 
-    def forward(self, image: Tensor, prev_up_logits: Tensor | None, z: Tensor) -> Tensor:
+    def forward(self, image: Tensor, prev_up_logits: Tensor | None, z: Tensor, box: Box | None = None) -> Tensor:
         """Segment one scale.
 
         Args:
             image: (B, 3, H, W) in [-1, 1].
             prev_up_logits: (B, K, H, W) coarser logits upsampled; None at the coarsest.
             z: (B, Cs, H, W) input noise (zeros at inference).
+            box: return only the logits of this box (the same values, less work).
 
         Returns:
-            (B, K, H, W) logits.
+            (B, K, H, W) logits, or (B, K, h, w) of ``box``.
         """
         if self.coarsest != (prev_up_logits is None):
             raise ValueError("the coarsest segmenter takes no coarser logits; finer ones need them")
@@ -265,8 +311,10 @@ class ScaleSegmenter(nn.Module):
             probs = image.new_full((b, self.num_classes, h, w), 1.0 / self.num_classes)
         else:
             probs = F.softmax(prev_up_logits, dim=1)  # (B, K, H, W)
-        logits = self.net(torch.cat([image, probs, z], dim=1))
-        return logits if prev_up_logits is None else prev_up_logits + logits
+        logits = self.net(torch.cat([image, probs, z], dim=1), box)
+        if prev_up_logits is None:
+            return logits
+        return (prev_up_logits if box is None else cut_box(prev_up_logits, box)) + logits
 
 
 class PyramidSegmenter(nn.Module):
@@ -294,7 +342,8 @@ class PyramidSegmenter(nn.Module):
         return self.cfg.segmenter.noise_std * z
 
     def forward_scale(
-        self, n: int, image: Tensor, prev_logits_up: Tensor | None, z: Tensor | None = None
+        self, n: int, image: Tensor, prev_logits_up: Tensor | None, z: Tensor | None = None,
+        box: Box | None = None,
     ) -> Tensor:
         """Logits of scale n.
 
@@ -304,22 +353,24 @@ class PyramidSegmenter(nn.Module):
             prev_logits_up: (B, K, h, w) logits of scale n + 1, upsampled here to (H, W)
                 when their size differs; None at n = N.
             z: (B, Cs, H, W) noise; None means zeros.
+            box: return only the logits of this box of scale n.
 
         Returns:
-            (B, K, H, W) logits.
+            (B, K, H, W) logits, or (B, K, h, w) of ``box``.
         """
         if z is None:
             b, _, h, w = image.shape
             z = image.new_zeros((b, self.cfg.segmenter.noise_channels, h, w))
         if prev_logits_up is not None:
             prev_logits_up = upsample(prev_logits_up, image.shape[-2:])  # (B, K, H, W)
-        return self.scales[n](image, prev_logits_up, z)
+        return self.scales[n](image, prev_logits_up, z, box)
 
     def forward(
         self,
         xs: Sequence[Tensor | None],
         zs: Sequence[Tensor | None] | None = None,
         stop_at: int = 0,
+        box: Box | None = None,
     ) -> list[Tensor | None]:
         """Run from the coarsest scale N down to ``stop_at``.
 
@@ -327,9 +378,12 @@ class PyramidSegmenter(nn.Module):
             xs: images indexed by n, (B, 3, H_n, W_n); entries below ``stop_at`` may be None.
             zs: noise indexed by n; None (or None entries) means zeros.
             stop_at: finest scale to compute.
+            box: compute scale ``stop_at``'s logits on this box of it only (the coarser
+                scales feed its whole input, so they run whole).
 
         Returns:
-            Logits indexed by n, (B, K, H_n, W_n); None for n < stop_at.
+            Logits indexed by n, (B, K, H_n, W_n); None for n < stop_at; with ``box``
+            scale ``stop_at``'s entry is (B, K, h, w).
         """
         zs = [None] * self.num_scales if zs is None else zs
         if len(xs) != self.num_scales or len(zs) != self.num_scales:
@@ -345,7 +399,7 @@ class PyramidSegmenter(nn.Module):
             x = xs[n]
             if x is None:
                 raise ValueError(f"image of scale {n} is missing")
-            prev = self.forward_scale(n, x, prev, zs[n])
+            prev = self.forward_scale(n, x, prev, zs[n], box if n == stop_at else None)
             out[n] = prev
         return out
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model.config import ModelConfig, TrainConfig
-from model.nets.blocks import crop, upsample
+from model.nets.blocks import crop, cut_box, half_box, upsample
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 from model.report import image_grid
@@ -42,6 +42,20 @@ def _up(x: Tensor, like: Tensor) -> Tensor:
 
 def _cut(x: Tensor | None, w: Window) -> Tensor | None:
     return None if x is None else crop(x, (w[2], w[3]), at=(w[0], w[1]))
+
+
+def _source_box(w: Window | None, coarse: Tensor, like: Tensor) -> Window | None:
+    """The box of ``coarse`` whose 2x upsampling covers the window ``w`` of ``like``; None
+    when there is no window yet or ``like`` is not exactly twice ``coarse``."""
+    (hc, wc), (h, ww) = coarse.shape[-2:], like.shape[-2:]
+    if w is None or (h, ww) != (2 * hc, 2 * wc):
+        return None
+    return half_box(w, (int(hc), int(wc)))
+
+
+def _up_cut(x: Tensor, box: Window, w: Window) -> Tensor:
+    """Window ``w`` of the 2x upsampling of ``x``, the box ``box`` of a coarser map."""
+    return cut_box(upsample(x, (2 * box[2], 2 * box[3])), w, origin=(2 * box[0], 2 * box[1]))
 
 
 class TrainingRun(Protocol):
@@ -85,6 +99,13 @@ class BatchMaker:
         top = int(torch.randint(0, h - ch + 1, (1,), generator=self.t.gen))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
+
+    def _known_window(self, x: Tensor, centred: bool) -> Window | None:
+        """The crop window of ``x`` when it needs no random draw (the region's centre, or all
+        of a small ``x``), else None: drawn windows come after the coarser scales' noise, as
+        they always have, so the random stream does not change."""
+        known = centred or max(x.shape[-2:]) <= self.t.cfg.crop_size
+        return self._window(*x.shape[-2:], centred) if known else None
 
     def _noise_maps(self, ys: list[Tensor | None], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
         b = next(y for y in ys if y is not None).shape[0]
@@ -151,12 +172,44 @@ class BatchMaker:
         return [o.float() if o is not None else None for o in out]
 
     @torch.no_grad()
-    def _coarse_logits(self, n: int, xs: list[Tensor | None]) -> Tensor | None:
+    def _prev_image(self, n: int, ys: list[Tensor | None], noisy: bool, x_n: Tensor, w: Window | None
+                    ) -> tuple[Tensor | None, list[Tensor | None] | None]:
+        """x_{n+1} upsampled to scale n: its window ``w`` (each coarser scale computed only
+        where the window needs it, the same values) or, with ``w`` None, the whole region;
+        and the whole pyramid when it was computed (None with a window)."""
+        if n == self.t.num_scales - 1:
+            return None, None
+        coarse = ys[n + 1]
+        assert coarse is not None
+        box = None if any(s.training for s in self.t.generator.scales[n + 1:]) else _source_box(w, coarse, x_n)
+        if box is None:
+            pyramid = self._coarse_images(n, ys, noisy)
+            assert pyramid is not None and pyramid[n + 1] is not None
+            up = _up(pyramid[n + 1], x_n)  # type: ignore[arg-type]
+            return (up if w is None else _cut(up, w)), pyramid
+        zs = self._noise_maps(ys, n + 1, noisy)
+        with self.t.autocast():
+            x = self.t.generator.forward_box(ys, zs, n + 1, box)
+        return _up_cut(x.float(), box, w), None  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def _prev_logits(self, n: int, xs: list[Tensor | None], x_n: Tensor, w: Window | None) -> Tensor | None:
+        """The frozen coarser segmenters' logits of scale n + 1 on images ``xs``, upsampled to
+        scale n (the size of ``x_n``): the window ``w`` of them, or the whole region (None).
+        With a window S_{n+1}'s up path runs only on the part of the region the window needs
+        (the same values)."""
         if n == self.t.num_scales - 1:
             return None
+        coarse = xs[n + 1]
+        assert coarse is not None
+        # frozen scales are in eval mode (BatchNorm's running statistics): a box gives their values
+        box = None if self.t.segmenter.scales[n + 1].training else _source_box(w, coarse, x_n)
         with self.t.autocast():
-            logits = self.t.segmenter(xs, None, stop_at=n + 1)
-        return logits[n + 1].float()
+            logits = self.t.segmenter(xs, None, stop_at=n + 1, box=box)[n + 1]
+        assert logits is not None
+        if w is None:
+            return _up(logits.float(), x_n)
+        return _cut(_up(logits.float(), x_n), w) if box is None else _up_cut(logits.float(), box, w)
 
     # ---- public -----------------------------------------------------------------------
     def make(self, n: int, use_synthetic: bool = False) -> ScaleBatch:
@@ -173,17 +226,28 @@ class BatchMaker:
         ys, labs = mask_pyramid_from(labels, t.model_cfg.num_classes, t.num_scales, n)
         x_n = xs[n]
         assert x_n is not None
-        # 2. the frozen coarser scales on the whole region, upsampled to scale n
+        # 2. the crop window, when it needs no random draw
+        w_early = self._known_window(x_n, centred)
+        # 3. the frozen coarser scales, upsampled to scale n. With a known window they run
+        # only where it needs them (the same values): the coarser segmenters' up paths
+        # always, the generators unless the segmenters read the whole synthetic pyramid.
         use_rec = cfg.loss.rec_active(n, t.num_scales)
-        fake = self._coarse_images(n, ys, noisy=True)
-        rec = self._coarse_images(n, ys, noisy=False) if use_rec else None
+        syn_seg = cfg.mode != "generate" and use_synthetic
+        up_fake, fake = self._prev_image(n, ys, True, x_n, None if syn_seg else w_early)
+        if syn_seg and w_early is not None and up_fake is not None:
+            up_fake = _cut(up_fake, w_early)
+        up_rec = self._prev_image(n, ys, False, x_n, w_early)[0] if use_rec else None
         s_prev = syn_prev = None
-        if cfg.mode != "generate" and fake is not None:
-            s_prev = _up(self._coarse_logits(n, xs), x_n)
+        if cfg.mode != "generate" and up_fake is not None:
+            s_prev = self._prev_logits(n, xs, x_n, w_early)
             if use_synthetic:
-                syn_prev = _up(self._coarse_logits(n, fake), x_n)
-        # 3. one crop window for every tensor of the scale, then the noise of the crop
-        w = self._window(*x_n.shape[-2:], centred)
+                assert fake is not None
+                syn_prev = self._prev_logits(n, fake, x_n, w_early)
+        # 4. one crop window for every tensor of the scale, then the noise of the crop
+        w = w_early or self._window(*x_n.shape[-2:], centred)
+        if w_early is None:
+            up_fake, up_rec = _cut(up_fake, w), _cut(up_rec, w)
+            s_prev, syn_prev = _cut(s_prev, w), _cut(syn_prev, w)
         crop_x = _cut(x_n, w)
         assert crop_x is not None
         amp = float(t.generator.noise_amp[n])
@@ -191,15 +255,14 @@ class BatchMaker:
         gen = GeneratorBatch(
             x=crop_x, y=_cut(ys[n], w),  # type: ignore[arg-type]
             z=amp * self._randn(*z_shape),
-            up_fake=_cut(_up(fake[n + 1], x_n), w) if fake else None,
-            up_rec=_cut(_up(rec[n + 1], x_n), w) if rec else None,
+            up_fake=up_fake, up_rec=up_rec,
             rec=use_rec, z_rec=amp * self.rec_noise(n, z_shape) if use_rec else None,
             rec_pooling=cfg.loss.rec_pooling(n, t.num_scales),
         )
         batch = ScaleBatch(gen)
         if cfg.mode != "generate":
             batch.seg = SegmenterBatch(labels=_cut(labs[n], w), z_s=self._seg_noise(crop_x),  # type: ignore[arg-type]
-                                       s_prev=_cut(s_prev, w), syn_prev=_cut(syn_prev, w))
+                                       s_prev=s_prev, syn_prev=syn_prev)
         if cfg.mode == "ssl":
             batch.unlabeled = self._unlabeled(n, bs)
         return batch
@@ -214,15 +277,17 @@ class BatchMaker:
         us, _, centred = self._real(self.t.unlabeled_sampler, n, bs)
         u_n = us[n]
         assert u_n is not None
-        prev = self._coarse_logits(n, us)
-        u_prev = _up(prev, u_n) if prev is not None else None
-        w = self._window(*u_n.shape[-2:], centred)
+        w_early = self._known_window(u_n, centred)
+        u_prev = self._prev_logits(n, us, u_n, w_early)
+        w = w_early or self._window(*u_n.shape[-2:], centred)
+        if w_early is None:
+            u_prev = _cut(u_prev, w)
         crop_u = _cut(u_n, w)
         assert crop_u is not None
         z_u = self._seg_noise(crop_u)
         share = self.t.cfg.pseudo_positive_fraction
         pseudo_mask = (torch.rand(bs, generator=self.t.gen) < share).to(self.t.device)
-        return UnlabeledBatch(u=crop_u, u_prev=_cut(u_prev, w), z_u=z_u, pseudo_mask=pseudo_mask)
+        return UnlabeledBatch(u=crop_u, u_prev=u_prev, z_u=z_u, pseudo_mask=pseudo_mask)
 
     @torch.no_grad()
     def noise_amplitude(self, n: int) -> float:

@@ -281,3 +281,41 @@ def test_dilated_finest_dilates_only_the_finest_scales() -> None:
     assert every.block_dilations(2) == (1, 2, 4)  # 0: every scale, as before
     with pytest.raises(ValueError, match="dilated_finest"):
         replace(cfg, dilated_finest=-1).block_dilations(0)
+
+
+@pytest.mark.parametrize("gen", [
+    TINY,
+    replace(TINY, norm="none", mask_input="concat", output="tanh"),
+    replace(TINY, norm="none", mask_input="concat", dilations=(1, 2), dilated_finest=1, noise_blur=(1.5,),
+            noise_seeds=(3,)),
+])
+@pytest.mark.parametrize("stop_at", [0, 1])
+def test_an_image_box_equals_that_box_of_the_whole_image(gen: GeneratorConfig, stop_at: int) -> None:
+    torch.manual_seed(0)
+    g = PyramidGenerator(ModelConfig(num_classes=3, num_scales=3, generator=gen)).eval()
+    g.noise_amp.uniform_(0.3, 1.0)
+    ys, zs = _inputs(g, 3, 48, 40)
+    rng = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        whole = g(ys, zs, stop_at)[stop_at]
+        assert whole is not None
+        h, w = whole.shape[-2:]
+        for _ in range(6):
+            bh, bw = int(torch.randint(1, h + 1, (1,), generator=rng)), int(torch.randint(1, w + 1, (1,), generator=rng))
+            top = int(torch.randint(0, h - bh + 1, (1,), generator=rng))
+            left = int(torch.randint(0, w - bw + 1, (1,), generator=rng))
+            part = g.forward_box(ys, zs, stop_at, (top, left, bh, bw))
+            torch.testing.assert_close(part, whole[..., top:top + bh, left:left + bw], rtol=0, atol=1e-5)
+
+
+def test_an_image_box_computes_each_scale_only_near_the_box() -> None:
+    g = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=TINY)).eval()
+    seen: list[tuple[int, int]] = []
+    for scale in g.scales:
+        scale.phi.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    ys, zs = _inputs(g, 2, 64, 64)
+    with torch.no_grad():
+        g.forward_box(ys, zs, 0, (30, 30, 4, 4))
+    reach = g.scales[0].reach
+    assert seen[-1] == (4 + 2 * reach, 4 + 2 * reach)  # scale 0: the box and its reach
+    assert all(h < 64 // 2**(2 - i) for i, (h, _) in enumerate(seen[1:], 1))  # none runs whole

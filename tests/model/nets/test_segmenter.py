@@ -176,3 +176,58 @@ def test_inference_dense_blocks_equal_the_training_pass(channels_last: bool) -> 
     assert plain is not None and fast is not None and plain.requires_grad
     torch.testing.assert_close(fast, plain.detach(), rtol=0, atol=1e-5)
     assert not torch.equal(fast, torch.zeros_like(fast))
+
+
+def _eval_net_with_statistics(cfg: SegmenterConfig, k: int = 2) -> MiniFCDenseNet:
+    net = MiniFCDenseNet(3 + k + 1, k, cfg)
+    for bn in net.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):  # running statistics that matter
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.normal_()
+            bn.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (37, 53), (8, 20)])
+def test_logits_of_a_box_equal_that_box_of_the_whole_map(h: int, w: int) -> None:
+    torch.manual_seed(0)
+    net = _eval_net_with_statistics(SegmenterConfig(first_width=8, growth_rate=4, down_layers=(2, 2, 2),
+                                                    bottleneck_layers=2, dropout=0.0))
+    x = torch.randn(2, 6, h, w)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        whole = net(x)
+        for _ in range(8):
+            bh, bw = (int(torch.randint(1, s + 1, (1,), generator=gen)) for s in (h, w))
+            top, left = int(torch.randint(0, h - bh + 1, (1,), generator=gen)), int(torch.randint(0, w - bw + 1, (1,), generator=gen))
+            part = net(x, (top, left, bh, bw))
+            torch.testing.assert_close(part, whole[..., top:top + bh, left:left + bw], rtol=0, atol=1e-5)
+
+
+def test_a_box_runs_the_up_path_on_less_than_the_whole_map() -> None:
+    net = _eval_net_with_statistics(TINY)
+    seen: list[tuple[int, int]] = []
+    net.last.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[-2:])))
+    with torch.no_grad():
+        net(torch.randn(1, 6, 32, 32), (10, 12, 4, 6))
+    assert seen == [(4, 6)]
+
+
+def test_a_box_outside_the_input_or_in_training_mode_is_refused() -> None:
+    net = _eval_net_with_statistics(TINY)
+    with pytest.raises(ValueError, match="not inside the 16x16 input"):
+        net(torch.randn(1, 6, 16, 16), (10, 0, 8, 4))
+    with pytest.raises(ValueError, match="eval mode"):
+        net.train()(torch.randn(1, 6, 16, 16), (0, 0, 4, 4))
+
+
+def test_pyramid_box_applies_to_the_finest_scale_computed() -> None:
+    torch.manual_seed(0)
+    seg = PyramidSegmenter(ModelConfig(num_classes=2, num_scales=3, segmenter=TINY)).eval()
+    xs = [torch.randn(1, 3, 32 // 2**n, 32 // 2**n) for n in range(3)]
+    with torch.no_grad():
+        whole = seg(xs, stop_at=1)
+        boxed = seg(xs, stop_at=1, box=(3, 5, 7, 9))
+    assert boxed[2] is not None and whole[2] is not None and torch.equal(boxed[2], whole[2])
+    assert boxed[1] is not None and whole[1] is not None
+    torch.testing.assert_close(boxed[1], whole[1][..., 3:10, 5:14], rtol=0, atol=1e-5)

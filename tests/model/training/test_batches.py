@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.config import PRESETS, replace
+from model.training.batches import BatchMaker
 from model.training.data import load_dataset
 from model.training.train import Trainer
 
@@ -68,3 +69,58 @@ def test_no_reconstruction_pass_where_the_term_is_off(dataset, tmp_path: Path) -
     t.rank = 1
     batch = t.batches.make(1).gen
     assert not batch.rec and batch.up_rec is None and batch.z_rec is None
+
+
+def _frozen_up_to_scale_0(t: Trainer) -> None:
+    """Train nothing, but freeze every coarser scale as training does before scale 0."""
+    for rank in range(t.num_scales - 1):
+        t._begin_scale(t.scale_of(rank))
+        t._freeze(t.scale_of(rank))
+        t.nets, t.rank = None, rank + 1
+
+
+def _states(t: Trainer) -> list:
+    samplers = [t.sampler] + ([t.unlabeled_sampler] if t.unlabeled_sampler is not None else [])
+    return [t.gen.get_state(), *[s.state_dict() for s in samplers]]
+
+
+def _restore(t: Trainer, states: list) -> None:
+    t.gen.set_state(states[0])
+    samplers = [t.sampler] + ([t.unlabeled_sampler] if t.unlabeled_sampler is not None else [])
+    for s, state in zip(samplers, states[1:], strict=True):
+        s.load_state_dict(state)
+
+
+@pytest.mark.parametrize(("mode", "synthetic"), [("joint", True), ("joint", False), ("generate", False),
+                                                 ("ssl", True)])
+def test_coarser_scales_on_the_known_window_equal_the_whole_region(
+        dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, synthetic: bool) -> None:
+    ssl = {"labeled_fraction": 0.5} if mode == "ssl" else {}
+    t = _trainer(dataset, tmp_path, crop_size=16, crop_context=8, mode=mode,
+                 **{"loss.rec_where": "all", "loss.rec": 1.0}, **ssl)
+    _frozen_up_to_scale_0(t)
+    boxes: list = []
+    seg_forward, gen_box = t.segmenter.forward, t.generator.forward_box
+    monkeypatch.setattr(t.segmenter, "forward", lambda *a, **k: boxes.append(k.get("box")) or seg_forward(*a, **k))
+    monkeypatch.setattr(t.generator, "forward_box", lambda *a: boxes.append(a[-1]) or gen_box(*a))
+    states = _states(t)
+    fast = t.batches.make(0, synthetic)
+    assert boxes and all(b is not None for b in boxes)  # the region is cut: the window is known
+    # G's noisy pass (whole when S reads the synthetic pyramid: then S on it is boxed instead),
+    # G's reconstruction pass, S on the real images, S on the unlabelled ones
+    assert len(boxes) == 2 + (mode != "generate") + (mode == "ssl")
+    _restore(t, states)
+    monkeypatch.setattr(BatchMaker, "_known_window", lambda self, x, centred: None)
+    whole = t.batches.make(0, synthetic)
+    pairs = [(fast.gen.x, whole.gen.x), (fast.gen.up_fake, whole.gen.up_fake), (fast.gen.up_rec, whole.gen.up_rec)]
+    if mode != "generate":
+        assert fast.seg is not None and whole.seg is not None
+        pairs += [(fast.seg.s_prev, whole.seg.s_prev), (fast.seg.syn_prev, whole.seg.syn_prev)]
+    if mode == "ssl":
+        assert fast.unlabeled is not None and whole.unlabeled is not None
+        pairs += [(fast.unlabeled.u_prev, whole.unlabeled.u_prev)]
+    for a, b in pairs:
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape == (*a.shape[:2], 16, 16)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
