@@ -5,7 +5,10 @@ tensor of the scale, so memory does not grow with the tile size. The frozen coar
 scales run under ``no_grad`` on a region around the crop: ``crop_context`` full-resolution
 pixels of context (``coarse_context="fixed"``), at least their receptive field
 (``"receptive"``, so a fine scale trains on what inference gives it), or the whole tile
-(``"tile"``).
+(``"tile"``). When the crop is the region's centre (known before they run), they compute
+only what the crop needs, with the same values: the coarser generators scale by scale on
+the crop's box grown by each Phi's reach, and the coarser segmenter's up path on the boxes
+the crop needs (its down path and bottleneck read the whole region).
 """
 
 from __future__ import annotations
