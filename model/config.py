@@ -47,9 +47,11 @@ class GeneratorConfig:
             A block with dilation d sees d pixels further each side at the same cost, so
             (1, 2, 4, 8) widens the receptive field from 11 to 33 pixels of the scale (a
             gland at 1/8); dilated convs zero-pad (reflection needs sides above d).
-        dilated_finest: 0: ``dilations`` apply at every scale; k > 0: only at the k finest
-            scales, the coarser ones keep plain 3x3 convs (so the coarse scales of a partial
-            file still load under --init-from).
+        dilated_finest: 0: ``dilations`` apply at every scale (one per block); k > 0: only
+            at the k finest scales, the coarser ones keep ``num_blocks`` plain 3x3 convs (so
+            the coarse scales of a partial file still load under --init-from). There the
+            length of ``dilations`` sets the finest scales' number of blocks, so
+            ``(1,) * 8`` gives them 8 plain blocks: deeper fine scales.
         fine_widths: channels of the finest scales, finest first, overriding the rule above
             for those scales only (e.g. (96, 96): scales 0 and 1 at 96 channels, the coarser
             ones as before, so the coarse scales of a partial file still load). Empty: the rule.
@@ -114,12 +116,13 @@ class GeneratorConfig:
         return min(self.base_width * 2 ** (n // self.width_doubling), self.max_width)
 
     def block_dilations(self, n: int = 0) -> tuple[int, ...]:
-        """The dilation of every block of scale n (checked against ``num_blocks``)."""
+        """The dilation of every block of scale n (checked against ``num_blocks`` where
+        ``dilations`` apply at every scale)."""
         if not self.dilations or 0 < self.dilated_finest <= n:
             return (1,) * self.num_blocks
-        if len(self.dilations) != self.num_blocks or min(self.dilations) < 1:
-            raise ValueError(f"generator dilations must be {self.num_blocks} values >= 1 (one per block), "
-                             f"got {self.dilations}")
+        if min(self.dilations) < 1 or (self.dilated_finest == 0 and len(self.dilations) != self.num_blocks):
+            raise ValueError(f"generator dilations must be {self.num_blocks} values >= 1 (one per block; "
+                             f"with dilated_finest, any number), got {self.dilations}")
         return self.dilations
 
     def scale_settings(self, n: int) -> dict[str, object]:

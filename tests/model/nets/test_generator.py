@@ -217,6 +217,16 @@ def test_dilations_must_give_one_value_per_block() -> None:
         _scale(dilations=(1, 0))
 
 
+def test_dilations_of_the_finest_scales_set_their_number_of_blocks() -> None:
+    cfg = replace(TINY, dilations=(1,) * 5, dilated_finest=1)  # TINY: 2 blocks
+    assert cfg.block_dilations(0) == (1,) * 5 and cfg.block_dilations(1) == (1, 1)
+    assert cfg.reach(0) == 6 and cfg.reach(1) == 3
+    g = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=cfg))
+    assert len(g.scales[0].phi) == 6 and len(g.scales[1].phi) == 3  # blocks + the output conv
+    with pytest.raises(ValueError, match="values >= 1"):
+        replace(TINY, dilations=(1, 0, 1), dilated_finest=1).block_dilations(0)
+
+
 def test_fine_widths_set_the_finest_scales_only() -> None:
     rule = GeneratorConfig(base_width=8, max_width=64, width_doubling=1)
     wide = GeneratorConfig(base_width=8, max_width=64, width_doubling=1, fine_widths=(24, 20))
