@@ -5,10 +5,10 @@ tensor of the scale, so memory does not grow with the tile size. The frozen coar
 scales run under ``no_grad`` on a region around the crop: ``crop_context`` full-resolution
 pixels of context (``coarse_context="fixed"``), at least their receptive field
 (``"receptive"``, so a fine scale trains on what inference gives it), or the whole tile
-(``"tile"``). When the crop is the region's centre (known before they run), they compute
-only what the crop needs, with the same values: the coarser generators scale by scale on
-the crop's box grown by each Phi's reach, and the coarser segmenter's up path on the boxes
-the crop needs (its down path and bottleneck read the whole region).
+(``"tile"``). They compute only what the crop needs, with the same values: the crop window
+is drawn right after their noise (before they run), then the coarser generators run scale
+by scale on the window's box grown by each Phi's reach, and the coarser segmenter's up
+path on the boxes the window needs (its down path and bottleneck read the whole region).
 """
 
 from __future__ import annotations
@@ -85,6 +85,10 @@ class TrainingRun(Protocol):
 class BatchMaker:
     """Builds :class:`ScaleBatch` objects for a training run (reads its nets and RNGs)."""
 
+    #: Run the frozen coarser scales only where the crop needs them (the same values as on
+    #: the whole region, which tests compare by turning this off).
+    boxes: bool = True
+
     def __init__(self, trainer: TrainingRun) -> None:
         self.t = trainer
 
@@ -102,13 +106,6 @@ class BatchMaker:
         top = int(torch.randint(0, h - ch + 1, (1,), generator=self.t.gen))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=self.t.gen))
         return top, left, ch, cw
-
-    def _known_window(self, x: Tensor, centred: bool) -> Window | None:
-        """The crop window of ``x`` when it needs no random draw (the region's centre, or all
-        of a small ``x``), else None: drawn windows come after the coarser scales' noise, as
-        they always have, so the random stream does not change."""
-        known = centred or max(x.shape[-2:]) <= self.t.cfg.crop_size
-        return self._window(*x.shape[-2:], centred) if known else None
 
     def _noise_maps(self, ys: list[Tensor | None], stop_at: int, noisy: bool = True) -> list[Tensor | None]:
         b = next(y for y in ys if y is not None).shape[0]
@@ -166,52 +163,50 @@ class BatchMaker:
 
     # ---- coarser scales (frozen) ----------------------------------------------------
     @torch.no_grad()
-    def _coarse_images(self, n: int, ys: list[Tensor | None], noisy: bool) -> list[Tensor | None] | None:
+    def _coarse_images(self, n: int, ys: list[Tensor | None], noisy: bool,
+                       zs: list[Tensor | None] | None = None) -> list[Tensor | None] | None:
+        """The frozen coarser scales' images on the whole region (noise ``zs``, or drawn here)."""
         if n == self.t.num_scales - 1:
             return None
-        zs = self._noise_maps(ys, n + 1, noisy)
+        zs = self._noise_maps(ys, n + 1, noisy) if zs is None else zs
         with self.t.autocast():
             out = self.t.generator(ys, zs, stop_at=n + 1)
         return [o.float() if o is not None else None for o in out]
 
     @torch.no_grad()
-    def _prev_image(self, n: int, ys: list[Tensor | None], noisy: bool, x_n: Tensor, w: Window | None
-                    ) -> tuple[Tensor | None, list[Tensor | None] | None]:
-        """x_{n+1} upsampled to scale n: its window ``w`` (each coarser scale computed only
-        where the window needs it, the same values) or, with ``w`` None, the whole region;
-        and the whole pyramid when it was computed (None with a window)."""
+    def _prev_image(self, n: int, ys: list[Tensor | None], zs: list[Tensor | None], x_n: Tensor, w: Window,
+                    boxed: bool) -> tuple[Tensor | None, list[Tensor | None] | None]:
+        """The window ``w`` of x_{n+1} upsampled to scale n, from noise ``zs``. ``boxed``: each
+        coarser scale runs only where the window needs it (the same values); else the
+        whole region, whose pyramid is returned too (None when boxed)."""
         if n == self.t.num_scales - 1:
             return None, None
         coarse = ys[n + 1]
         assert coarse is not None
-        box = None if any(s.training for s in self.t.generator.scales[n + 1:]) else _source_box(w, coarse, x_n)
+        frozen = not any(s.training for s in self.t.generator.scales[n + 1:])  # eval: BatchNorm's running stats
+        box = _source_box(w, coarse, x_n) if boxed and self.boxes and frozen else None
         if box is None:
-            pyramid = self._coarse_images(n, ys, noisy)
+            pyramid = self._coarse_images(n, ys, True, zs)
             assert pyramid is not None and pyramid[n + 1] is not None
-            up = _up(pyramid[n + 1], x_n)  # type: ignore[arg-type]
-            return (up if w is None else _cut(up, w)), pyramid
-        zs = self._noise_maps(ys, n + 1, noisy)
+            return _cut(_up(pyramid[n + 1], x_n), w), pyramid  # type: ignore[arg-type]
         with self.t.autocast():
             x = self.t.generator.forward_box(ys, zs, n + 1, box)
-        return _up_cut(x.float(), box, w), None  # type: ignore[arg-type]
+        return _up_cut(x.float(), box, w), None
 
     @torch.no_grad()
-    def _prev_logits(self, n: int, xs: list[Tensor | None], x_n: Tensor, w: Window | None) -> Tensor | None:
-        """The frozen coarser segmenters' logits of scale n + 1 on images ``xs``, upsampled to
-        scale n (the size of ``x_n``): the window ``w`` of them, or the whole region (None).
-        With a window S_{n+1}'s up path runs only on the part of the region the window needs
-        (the same values)."""
+    def _prev_logits(self, n: int, xs: list[Tensor | None], x_n: Tensor, w: Window) -> Tensor | None:
+        """The window ``w`` of the frozen coarser segmenters' logits of scale n + 1 on images
+        ``xs``, upsampled to scale n (the size of ``x_n``). S_{n+1}'s up path runs only on
+        the part of the region the window needs (the same values)."""
         if n == self.t.num_scales - 1:
             return None
         coarse = xs[n + 1]
         assert coarse is not None
-        # frozen scales are in eval mode (BatchNorm's running statistics): a box gives their values
-        box = None if self.t.segmenter.scales[n + 1].training else _source_box(w, coarse, x_n)
+        frozen = not self.t.segmenter.scales[n + 1].training
+        box = _source_box(w, coarse, x_n) if self.boxes and frozen else None
         with self.t.autocast():
             logits = self.t.segmenter(xs, None, stop_at=n + 1, box=box)[n + 1]
         assert logits is not None
-        if w is None:
-            return _up(logits.float(), x_n)
         return _cut(_up(logits.float(), x_n), w) if box is None else _up_cut(logits.float(), box, w)
 
     # ---- public -----------------------------------------------------------------------
@@ -229,28 +224,26 @@ class BatchMaker:
         ys, labs = mask_pyramid_from(labels, t.model_cfg.num_classes, t.num_scales, n)
         x_n = xs[n]
         assert x_n is not None
-        # 2. the crop window, when it needs no random draw
-        w_early = self._known_window(x_n, centred)
-        # 3. the frozen coarser scales, upsampled to scale n. With a known window they run
-        # only where it needs them (the same values): the coarser segmenters' up paths
-        # always, the generators unless the segmenters read the whole synthetic pyramid.
+        # 2. the random draws of the coarser scales' noise, then of the crop window (the
+        # order they always had: running the networks draws nothing)
+        last = n == t.num_scales - 1
+        zs = None if last else self._noise_maps(ys, n + 1, True)
+        w = self._window(*x_n.shape[-2:], centred)
+        # 3. the frozen coarser scales, upsampled to scale n and cut to the window. They run
+        # only where the window needs them (the same values): the coarser segmenters' up
+        # paths always, the generators unless the segmenters read the whole synthetic pyramid.
         use_rec = cfg.loss.rec_active(n, t.num_scales)
         syn_seg = cfg.mode != "generate" and use_synthetic
-        up_fake, fake = self._prev_image(n, ys, True, x_n, None if syn_seg else w_early)
-        if syn_seg and w_early is not None and up_fake is not None:
-            up_fake = _cut(up_fake, w_early)
-        up_rec = self._prev_image(n, ys, False, x_n, w_early)[0] if use_rec else None
+        up_fake, fake = self._prev_image(n, ys, zs, x_n, w, boxed=not syn_seg)  # type: ignore[arg-type]
+        up_rec = None
+        if use_rec and not last:
+            up_rec = self._prev_image(n, ys, self._noise_maps(ys, n + 1, False), x_n, w, boxed=True)[0]
         s_prev = syn_prev = None
         if cfg.mode != "generate" and up_fake is not None:
-            s_prev = self._prev_logits(n, xs, x_n, w_early)
+            s_prev = self._prev_logits(n, xs, x_n, w)
             if use_synthetic:
                 assert fake is not None
-                syn_prev = self._prev_logits(n, fake, x_n, w_early)
-        # 4. one crop window for every tensor of the scale, then the noise of the crop
-        w = w_early or self._window(*x_n.shape[-2:], centred)
-        if w_early is None:
-            up_fake, up_rec = _cut(up_fake, w), _cut(up_rec, w)
-            s_prev, syn_prev = _cut(s_prev, w), _cut(syn_prev, w)
+                syn_prev = self._prev_logits(n, fake, x_n, w)
         crop_x = _cut(x_n, w)
         assert crop_x is not None
         amp = float(t.generator.noise_amp[n])
@@ -280,11 +273,8 @@ class BatchMaker:
         us, _, centred = self._real(self.t.unlabeled_sampler, n, bs)
         u_n = us[n]
         assert u_n is not None
-        w_early = self._known_window(u_n, centred)
-        u_prev = self._prev_logits(n, us, u_n, w_early)
-        w = w_early or self._window(*u_n.shape[-2:], centred)
-        if w_early is None:
-            u_prev = _cut(u_prev, w)
+        w = self._window(*u_n.shape[-2:], centred)
+        u_prev = self._prev_logits(n, us, u_n, w)
         crop_u = _cut(u_n, w)
         assert crop_u is not None
         z_u = self._seg_noise(crop_u)

@@ -91,12 +91,14 @@ def _restore(t: Trainer, states: list) -> None:
         s.load_state_dict(state)
 
 
-@pytest.mark.parametrize(("mode", "synthetic"), [("joint", True), ("joint", False), ("generate", False),
-                                                 ("ssl", True)])
-def test_coarser_scales_on_the_known_window_equal_the_whole_region(
-        dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, synthetic: bool) -> None:
+@pytest.mark.parametrize(("mode", "synthetic", "context"), [
+    ("joint", True, "fixed"), ("joint", False, "fixed"), ("generate", False, "fixed"), ("ssl", True, "fixed"),
+    ("joint", True, "tile"), ("generate", False, "tile"),  # a random window of the whole tile
+])
+def test_coarser_scales_on_the_window_equal_the_whole_region(
+        dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, synthetic: bool, context: str) -> None:
     ssl = {"labeled_fraction": 0.5} if mode == "ssl" else {}
-    t = _trainer(dataset, tmp_path, crop_size=16, crop_context=8, mode=mode,
+    t = _trainer(dataset, tmp_path, crop_size=16, crop_context=8, coarse_context=context, mode=mode,
                  **{"loss.rec_where": "all", "loss.rec": 1.0}, **ssl)
     _frozen_up_to_scale_0(t)
     boxes: list = []
@@ -105,12 +107,12 @@ def test_coarser_scales_on_the_known_window_equal_the_whole_region(
     monkeypatch.setattr(t.generator, "forward_box", lambda *a: boxes.append(a[-1]) or gen_box(*a))
     states = _states(t)
     fast = t.batches.make(0, synthetic)
-    assert boxes and all(b is not None for b in boxes)  # the region is cut: the window is known
+    assert boxes and all(b is not None for b in boxes)
     # G's noisy pass (whole when S reads the synthetic pyramid: then S on it is boxed instead),
     # G's reconstruction pass, S on the real images, S on the unlabelled ones
     assert len(boxes) == 2 + (mode != "generate") + (mode == "ssl")
     _restore(t, states)
-    monkeypatch.setattr(BatchMaker, "_known_window", lambda self, x, centred: None)
+    monkeypatch.setattr(BatchMaker, "boxes", False)
     whole = t.batches.make(0, synthetic)
     pairs = [(fast.gen.x, whole.gen.x), (fast.gen.up_fake, whole.gen.up_fake), (fast.gen.up_rec, whole.gen.up_rec)]
     if mode != "generate":
