@@ -146,7 +146,8 @@ class ScaleGenerator(nn.Module):
 
     def render(self, y: Tensor, z: Tensor, prev_up: Tensor | None) -> Tensor:
         """:meth:`forward` after :meth:`shape_noise`: local, so a crop of the inputs gives
-        that crop's image, exact where it is :attr:`reach` pixels from the crop's inner edges."""
+        that crop's image, exact where it is Phi's reach (:meth:`GeneratorConfig.reach`) pixels
+        from the crop's inner edges."""
         if self.coarsest != (prev_up is None):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
         if prev_up is None:
@@ -155,13 +156,6 @@ class ScaleGenerator(nn.Module):
         if self.output == "tanh":
             return torch.tanh(torch.atanh(prev_up.clamp(-1 + EPS, 1 - EPS)) + phi)
         return prev_up + torch.tanh(phi)
-
-    @property
-    def reach(self) -> int:
-        """Pixels an output depends on beyond itself (every 3x3 conv of Phi, dilated)."""
-        if isinstance(self.phi, MaskConcatStack):
-            return self.phi.reach
-        return sum(int(m.dilation[0]) for m in self.phi.modules() if isinstance(m, nn.Conv2d))
 
     def _phi(self, x: Tensor) -> Tensor:
         if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
@@ -253,7 +247,6 @@ class PyramidGenerator(nn.Module):
             out[n] = prev
         return out
 
-
     def forward_box(
         self, ys: Sequence[Tensor | None], zs: Sequence[Tensor | None], stop_at: int, box: Box
     ) -> Tensor:
@@ -261,7 +254,7 @@ class PyramidGenerator(nn.Module):
         box, computing each scale only where the box needs it.
 
         Traced back from ``stop_at``: a scale's Phi needs its inputs on its box grown by its
-        :attr:`ScaleGenerator.reach`, and their upsampled coarser image needs the coarser
+        :meth:`GeneratorConfig.reach`, and their upsampled coarser image needs the coarser
         scale's output on :func:`half_box` of that. The noise maps are shaped whole first,
         so shaped noise stays exact too. Where a scale is not exactly half the finer one, the
         pyramid runs whole and is cut.
@@ -288,7 +281,7 @@ class PyramidGenerator(nn.Module):
             size = sizes[m]
             assert size is not None
             outs.append(box)
-            grown.append(grow_box(box, self.scales[m].reach, size))
+            grown.append(grow_box(box, self.cfg.generator.reach(m), size))
             if m + 1 < self.num_scales:
                 box = half_box(grown[-1], sizes[m + 1])  # type: ignore[arg-type]
         prev: Tensor | None = None

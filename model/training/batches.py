@@ -47,11 +47,11 @@ def _cut(x: Tensor | None, w: Window) -> Tensor | None:
     return None if x is None else crop(x, (w[2], w[3]), at=(w[0], w[1]))
 
 
-def _source_box(w: Window | None, coarse: Tensor, like: Tensor) -> Window | None:
+def _source_box(w: Window, coarse: Tensor, like: Tensor) -> Window | None:
     """The box of ``coarse`` whose 2x upsampling covers the window ``w`` of ``like``; None
-    when there is no window yet or ``like`` is not exactly twice ``coarse``."""
+    when ``like`` is not exactly twice ``coarse``."""
     (hc, wc), (h, ww) = coarse.shape[-2:], like.shape[-2:]
-    if w is None or (h, ww) != (2 * hc, 2 * wc):
+    if (h, ww) != (2 * hc, 2 * wc):
         return None
     return half_box(w, (int(hc), int(wc)))
 

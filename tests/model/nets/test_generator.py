@@ -328,6 +328,6 @@ def test_an_image_box_computes_each_scale_only_near_the_box() -> None:
     ys, zs = _inputs(g, 2, 64, 64)
     with torch.no_grad():
         g.forward_box(ys, zs, 0, (30, 30, 4, 4))
-    reach = g.scales[0].reach
+    reach = g.cfg.generator.reach(0)
     assert seen[-1] == (4 + 2 * reach, 4 + 2 * reach)  # scale 0: the box and its reach
     assert all(h < 64 // 2**(2 - i) for i, (h, _) in enumerate(seen[1:], 1))  # none runs whole
