@@ -87,15 +87,32 @@ class DenseBlock(nn.Module):
 
 
 def _folded(bn: nn.BatchNorm2d, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` (each (1, C, 1, 1))."""
+    """Eval-mode BatchNorm as ``x * scale + shift`` (each (1, C, 1, 1)).
+
+    Cached on the module until its statistics or affine parameters change (an in-place
+    update or a load bumps a tensor's version, a move or cast gives it another storage): a
+    tiled pass asks for the same layer's pair once per piece, thousands of times per image.
+    """
     assert bn.running_mean is not None and bn.running_var is not None
+    sources = _bn_tensors(bn)
+    key = (dtype, *[(t.data_ptr(), t._version) for t in sources])
+    cached = bn.__dict__.get("_folded_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
     shift = -bn.running_mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
-    return scale.to(dtype).view(1, -1, 1, 1), shift.to(dtype).view(1, -1, 1, 1)
+    pair = scale.detach().to(dtype).view(1, -1, 1, 1), shift.detach().to(dtype).view(1, -1, 1, 1)
+    # the sources' storages are kept alive with the pair, so no other tensor can take their addresses
+    bn.__dict__["_folded_cache"] = (key, pair, [t.detach() for t in sources])
+    return pair
+
+
+def _bn_tensors(bn: nn.BatchNorm2d) -> list[Tensor]:
+    return [t for t in (bn.running_mean, bn.running_var, bn.weight, bn.bias) if t is not None]
 
 
 class TransitionDown(nn.Sequential):

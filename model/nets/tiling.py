@@ -71,7 +71,7 @@ def run_tiled(stack: nn.Sequential, x: Tensor, tile: int) -> Tensor:
             box = (max(0, y0 - reach), min(h, y1 + reach), max(0, x0 - reach), min(w, x1 + reach))
             part, (fy0, _, fx0, _) = _run_region(layers, x[:, :, box[0]:box[1], box[2]:box[3]], box, (h, w))
             if out is None:
-                out = x.new_empty((x.shape[0], part.shape[1], h, w)).contiguous(memory_format=_format_of(x))
+                out = _empty(part, (x.shape[0], part.shape[1], h, w), _format_of(x))
             out[:, :, y0:y1, x0:x1] = part[:, :, y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0]
     assert out is not None
     return out
@@ -97,7 +97,7 @@ def run_tiled_local(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, reach:
             by0, bx0 = max(0, y0 - reach), max(0, x0 - reach)
             part = fn(x[:, :, by0:min(h, y1 + reach), bx0:min(w, x1 + reach)])
             if out is None:
-                out = x.new_empty((x.shape[0], part.shape[1], h, w)).contiguous(memory_format=_format_of(x))
+                out = _empty(part, (x.shape[0], part.shape[1], h, w), _format_of(x))
             out[:, :, y0:y1, x0:x1] = part[:, :, y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     assert out is not None
     return out
@@ -144,6 +144,12 @@ def same_reflect_conv(conv: nn.Conv2d) -> bool:
         and conv.groups == 1 and isinstance(conv.padding, tuple)
         and conv.padding == (kh // 2, kw // 2) and kh == kw and kh % 2 == 1
     )
+
+
+def _empty(like: Tensor, shape: tuple[int, ...], fmt: torch.memory_format) -> Tensor:
+    """An uninitialised tensor of ``like``'s dtype and device, allocated in ``fmt`` directly
+    (``new_empty(...).contiguous(memory_format=...)`` would copy the whole stitched output once)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 def _format_of(x: Tensor) -> torch.memory_format:
@@ -193,8 +199,8 @@ def run_pieces(fn: Callable[..., Sequence[Tensor]], sources: Sequence[Source], s
                      for t, d in sources]
             parts = fn(*crops)
             if not outs:
-                outs = [p.new_empty((p.shape[0], p.shape[1], h // d, w // d)).contiguous(
-                    memory_format=torch.channels_last) for p, d in zip(parts, out_scales, strict=True)]
+                outs = [_empty(p, (p.shape[0], p.shape[1], h // d, w // d), torch.channels_last)
+                        for p, d in zip(parts, out_scales, strict=True)]
             for out, part, d in zip(outs, parts, out_scales, strict=True):
                 out[:, :, y0 // d: y1 // d, x0 // d: x1 // d] = \
                     part[:, :, (y0 - cy) // d: (y1 - cy) // d, (x0 - cx) // d: (x1 - cx) // d]

@@ -178,6 +178,28 @@ def test_inference_dense_blocks_equal_the_training_pass(channels_last: bool) -> 
     assert not torch.equal(fast, torch.zeros_like(fast))
 
 
+def test_inference_follows_changed_batchnorm_statistics() -> None:
+    """The folded BatchNorm pairs are cached across calls, but never outlive a change: an
+    in-place update, a loaded state or a cast gives the same logits as a fresh network."""
+    torch.manual_seed(0)
+    net = _eval_net_with_statistics(TINY)
+    other = _eval_net_with_statistics(TINY)
+    x = torch.randn(1, 3 + 2 + 1, 24, 24)
+
+    def plain(n: MiniFCDenseNet, t: torch.Tensor) -> torch.Tensor:
+        return n(t).detach()  # autograd on: the pass without the cache
+
+    with torch.no_grad():
+        net(x)  # fills the cache
+        bn = net.down[0].layers[0][0]
+        bn.running_var.mul_(3.0)  # in place
+        torch.testing.assert_close(net(x), plain(net, x), rtol=0, atol=1e-5)
+        net.load_state_dict(other.state_dict())
+        torch.testing.assert_close(net(x), plain(other, x), rtol=0, atol=1e-5)
+        net.double()
+        torch.testing.assert_close(net(x.double()), plain(net, x.double()), rtol=0, atol=1e-9)
+
+
 def _eval_net_with_statistics(cfg: SegmenterConfig, k: int = 2) -> MiniFCDenseNet:
     net = MiniFCDenseNet(3 + k + 1, k, cfg)
     for bn in net.modules():
