@@ -24,6 +24,7 @@ RecNoise = Literal["zeros", "fixed"]
 CoarseContext = Literal["fixed", "receptive", "tile"]
 MaskFloor = Literal["zero", "real"]
 Augment = Literal["translation", "cutout"]
+Precision = Literal["auto", "float32", "bfloat16"]
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,10 @@ class TrainConfig:
         critic: the mask critic (used when ``loss.mask`` > 0).
         perceptual_weights: local VGG19 weights file; None turns the perceptual term off.
         device: ``auto`` (CUDA if present), ``cpu`` or ``cuda``.
+        precision: of the forward passes (autocast): ``auto`` bfloat16 on CUDA and float32
+            on a CPU; ``bfloat16`` also on a CPU (faster steps where the CPU has AVX512-BF16
+            or AMX, slower where it has not); ``float32`` also on CUDA. Weights,
+            optimiser states and gradients are float32 either way.
         seed: seeds every random number generator.
     """
 
@@ -370,6 +375,7 @@ class TrainConfig:
     critic: CriticConfig = field(default_factory=CriticConfig)
     perceptual_weights: str | None = None
     device: str = "auto"
+    precision: Precision = "auto"
     seed: int = 0
 
     def lr_factor(self, step: int) -> float:

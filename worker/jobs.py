@@ -149,7 +149,8 @@ def configs(req: TrainJobRequest, num_classes: int, settings: Settings) -> tuple
     chosen = preset(req.preset)
     model_cfg = replace(chosen.model, num_classes=num_classes,
                         num_scales=req.scales or chosen.model.num_scales)
-    changes: dict[str, Any] = {"mode": req.mode, "seed": req.seed, "device": settings.device}
+    changes: dict[str, Any] = {"mode": req.mode, "seed": req.seed, "device": settings.device,
+                               "precision": settings.train_precision}
     if req.steps_per_scale:
         changes["steps_per_scale"] = req.steps_per_scale
         changes["holdout_steps"] = min(chosen.train.holdout_steps, req.steps_per_scale // 2)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         bundled_models: folder of demo models shipped with the code (``<name>.pt``).
         default_model: model used when a request names none.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        train_precision: training jobs' forward passes (``TrainConfig.precision``): ``auto``
+            bfloat16 on CUDA and float32 on a CPU; ``bfloat16`` on a CPU too (faster where it
+            has AVX512-BF16 or AMX); ``float32`` everywhere.
         max_pixels: largest accepted image or mask (height x width), a decompression-bomb
             guard for uploads and for the masks an augmentation job reads.
         train_job_timeout: seconds a training job may run before RQ kills it.
@@ -92,6 +95,7 @@ class Settings(BaseSettings):
     bundled_models: Path = REPO_MODELS
     default_model: str = "prostate-gleason"
     device: str = "auto"
+    train_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     max_pixels: int = Field(default=4096 * 4096, gt=0)
     train_job_timeout: int = Field(default=48 * 3600, gt=0)
     augment_job_timeout: int = Field(default=12 * 3600, gt=0)

@@ -199,12 +199,14 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     try:
         model_cfg = replace(pre.model, **{**set_model, "num_classes": args.classes})
         train_cfg = replace(pre.train, **{**set_train, "device": str(device), "perceptual_weights": None,
-                                          **({"mode": args.mode} if args.mode else {})})
+                                          **({"mode": args.mode} if args.mode else {}),
+                                          **({"precision": args.precision} if args.precision else {})})
     except TypeError as exc:
         raise ValueError(f"bad config override: {exc}") from None
     rows = bench_train(model_cfg, train_cfg, args.steps, args.warmup)
     print(format_table(rows))
-    result = {"preset": args.preset, "mode": train_cfg.mode, "settings": dict(args.set), "device": str(device),
+    result = {"preset": args.preset, "mode": train_cfg.mode, "precision": train_cfg.precision,
+              "settings": dict(args.set), "device": str(device),
               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "torch": torch.__version__, "steps": args.steps, "rows": rows}
@@ -222,6 +224,8 @@ def register(bsub: Any) -> None:
     t.add_argument("--steps", type=int, default=3, help="timed steps per scale (default 3)")
     t.add_argument("--warmup", type=int, default=1, help="untimed steps per scale first (default 1)")
     t.add_argument("--device", default="auto")
+    t.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
+                   help="forward passes, as in train (default auto: bfloat16 on CUDA, float32 on a CPU)")
     t.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     t.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset field as in train, e.g. train.loss.mask=1 (times the mask critic)")

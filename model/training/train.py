@@ -33,7 +33,7 @@ from torch import nn
 from model import report
 from model.checkpoint import atomic_save, load_scales, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
-from model.device import resolve_device
+from model.device import autocast_dtype, native_bf16, resolve_device
 from model.nets.critic import MaskCritic
 from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
@@ -206,6 +206,10 @@ class Trainer:
         self.dataset, self.extra_metadata, self.dist = dataset, metadata, dist_ctx
         self.device = dist_ctx.device(resolve_device(cfg.device))
         distributed.init(dist_ctx, self.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        if self.amp_dtype is not None and not native_bf16(self.device):
+            log.warning("precision bfloat16 on a CPU without AVX512-BF16 or AMX: emulated, "
+                        "slower than float32")
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         # channels-last: oneDNN and cuDNN run these convolutions markedly faster
         cl = torch.channels_last
@@ -252,9 +256,10 @@ class Trainer:
         return labeled, unlabeled
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The forward passes' precision (``TrainConfig.precision``)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @property
     def num_scales(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.device import check_device, resolve_device
+from model.device import autocast_dtype, check_device, native_bf16, resolve_device
 
 
 @pytest.mark.parametrize("name", ["auto", "cpu", "cuda", "cuda:1"])
@@ -28,3 +28,29 @@ def test_auto_and_cpu() -> None:
 def test_cuda_without_gpu_is_an_error() -> None:
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "expected"),
+    [
+        ("auto", "cpu", None),
+        ("auto", "cuda", torch.bfloat16),
+        ("bfloat16", "cpu", torch.bfloat16),
+        ("bfloat16", "cuda", torch.bfloat16),
+        ("float32", "cpu", None),
+        ("float32", "cuda", None),
+    ],
+)
+def test_autocast_dtype(precision: str, device: str, expected: torch.dtype | None) -> None:
+    assert autocast_dtype(precision, torch.device(device)) is expected
+
+
+def test_unknown_precision_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown precision 'half'; use auto, float32, bfloat16"):
+        autocast_dtype("half", torch.device("cpu"))
+
+
+def test_native_bf16_on_the_cpu_follows_its_instructions() -> None:
+    has = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert native_bf16(torch.device("cpu")) == has
+    assert native_bf16(torch.device("cuda"))

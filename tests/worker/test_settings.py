@@ -53,3 +53,17 @@ def test_shared_env_holds_only_the_shared_fields() -> None:
     assert env["REDIS_URL"] == "redis://x"
     assert "HISTOSYNTH_WORKER_CLASS" not in env
     assert set(env) <= set(s.to_env())
+
+
+def test_train_precision_reaches_the_training_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.jobs import configs
+    from worker.schemas import TrainJobRequest
+
+    monkeypatch.setenv("HISTOSYNTH_TRAIN_PRECISION", "bfloat16")
+    s = Settings(_env_file=None)
+    req = TrainJobRequest(dataset="d", name="m", preset="tiny")
+    assert configs(req, 2, s)[1].precision == "bfloat16"
+    assert configs(req, 2, Settings(_env_file=None, train_precision="auto"))[1].precision == "auto"
+    monkeypatch.setenv("HISTOSYNTH_TRAIN_PRECISION", "half")
+    with pytest.raises(ValueError, match="train_precision"):
+        Settings(_env_file=None)

@@ -77,3 +77,15 @@ def test_frozen_weights_cost_two_passes_not_three() -> None:
     assert _passes(conv, conv(x)) == 2  # frozen (the mask critic): no weight gradient
     with torch.no_grad():
         assert _passes(conv, conv(x)) == 1
+
+
+def test_bench_train_precision_is_recorded_and_counts_the_same_flops(tmp_path: Path) -> None:
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.json"
+        assert main(["bench", "train", "--preset", "tiny", "--mode", "generate", "--steps", "1", "--warmup", "0",
+                     "--threads", "1", "--device", "cpu", "--precision", precision, "--json", str(out)]) == 0
+        results[precision] = json.loads(out.read_text())
+    assert [results[p]["precision"] for p in results] == ["float32", "bfloat16"]
+    flops = {p: [r["gflop_per_step"] for r in results[p]["rows"]] for p in results}
+    assert flops["float32"] == pytest.approx(flops["bfloat16"])

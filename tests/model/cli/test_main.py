@@ -91,6 +91,15 @@ def test_set_overrides_reach_the_configs() -> None:
     assert train_cfg.lr_g == 0.0002 and train_cfg.batch_sizes == (4, 4, 2)
 
 
+def test_precision_flag_reaches_the_training_config(capsys) -> None:
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--precision", "bfloat16"])
+    assert build_configs(args, num_classes=2)[1].precision == "bfloat16"
+    assert build_configs(build_parser().parse_args(["train", "--data", "d", "--out", "o"]), 2)[1].precision == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--data", "d", "--out", "o", "--precision", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err
+
+
 def test_bench_generate_writes_json(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
     assert main(["bench", "generate", "--preset", "tiny", "--size", "64", "--batch", "1,2", "--repeat", "1",

@@ -82,6 +82,33 @@ def test_resume_is_exact(dataset, tmp_path: Path) -> None:
     assert strip == [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines_b]
 
 
+def test_bfloat16_on_the_cpu_trains_deterministically_and_differs_from_float32(dataset, tmp_path: Path) -> None:
+    """``precision="bfloat16"`` autocasts the CPU forward passes (the CUDA default): a run
+    trains without NaN, the same seed gives the same weights, and they are not float32's."""
+    model_cfg, bf16 = _cfgs(dataset, steps_per_scale=3, holdout_steps=1, precision="bfloat16")
+    runs = [train(model_cfg, bf16, dataset, tmp_path / name, name="p") for name in ("a", "b")]
+    fp32 = train(model_cfg, replace(bf16, precision="float32"), dataset, tmp_path / "c", name="p")
+    _same_weights(runs[0].model_path, runs[1].model_path)
+    a, c = read_payload(runs[0].model_path), read_payload(fp32.model_path)
+    assert a["metadata"]["train_config"]["precision"] == "bfloat16"
+    assert all(torch.isfinite(v.float()).all() for v in a["generator"].values() if v.is_floating_point())
+    differs = [k for k, v in a["generator"].items() if v.is_floating_point() and not torch.equal(v, c["generator"][k])]
+    assert differs, "bfloat16 autocast changed nothing: it did not run"
+
+
+def test_trainer_autocasts_to_the_configured_precision(dataset, tmp_path: Path) -> None:
+    from model.training.train import Trainer
+
+    model_cfg, cfg = _cfgs(dataset, precision="bfloat16")
+    trainer = Trainer(model_cfg, cfg, dataset, tmp_path, "p", None, {})
+    with trainer.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1)).dtype == torch.bfloat16
+    trainer = Trainer(model_cfg, replace(cfg, precision="auto"), dataset, tmp_path / "auto", "p", None, {})
+    with trainer.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+
+
 def _same_weights(a_path: Path, b_path: Path) -> None:
     a, b = read_payload(a_path), read_payload(b_path)
     for part in ("generator", "segmenter"):
