@@ -30,7 +30,7 @@ from torch import nn
 from model.arguments import setting, split_settings
 from model.bench.generate import bench_classes, measure_conv_throughput
 from model.config import ModelConfig, TrainConfig, preset, replace
-from model.device import resolve_device
+from model.device import PRECISIONS, resolve_device
 from model.report import Column, markdown_table
 from model.training.data import Dataset
 from model.training.steps import ScaleNets
@@ -224,7 +224,7 @@ def register(bsub: Any) -> None:
     t.add_argument("--steps", type=int, default=3, help="timed steps per scale (default 3)")
     t.add_argument("--warmup", type=int, default=1, help="untimed steps per scale first (default 1)")
     t.add_argument("--device", default="auto")
-    t.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
+    t.add_argument("--precision", choices=PRECISIONS,
                    help="forward passes, as in train (default auto: bfloat16 on CUDA, float32 on a CPU)")
     t.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     t.add_argument("--set", type=setting, action="append", default=[], metavar="KEY=VALUE",

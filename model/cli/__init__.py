@@ -15,6 +15,7 @@ from typing import Any
 
 from model.arguments import csv_ints, csv_list, resolve_model, setting, split_settings
 from model.config import PRESETS
+from model.device import PRECISIONS
 from model.errors import run
 
 __all__ = ["build_configs", "build_parser", "main", "run"]  # run: service.cli dispatches through it
@@ -44,7 +45,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--transductive", action="store_true", help="ssl: add held-out images to the unlabelled pool")
     p.add_argument("--perceptual-weights", help="local VGG19 weights (torchvision vgg19 state dict)")
     p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="forward passes: auto (bfloat16 on CUDA, float32 on a CPU; the default), float32, "
                         "or bfloat16 (on a CPU: faster with AVX512-BF16 or AMX, slower without)")
     p.add_argument("--seed", type=int)
