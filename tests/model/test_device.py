@@ -50,7 +50,9 @@ def test_unknown_precision_is_named() -> None:
         autocast_dtype("half", torch.device("cpu"))
 
 
-def test_native_bf16_on_the_cpu_follows_its_instructions() -> None:
-    has = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    assert native_bf16(torch.device("cpu")) == has
+def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    for avx512, amx in [(False, False), (True, False), (False, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert native_bf16(torch.device("cpu")) == (avx512 or amx)
     assert native_bf16(torch.device("cuda"))

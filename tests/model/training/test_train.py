@@ -109,6 +109,18 @@ def test_trainer_autocasts_to_the_configured_precision(dataset, tmp_path: Path) 
         assert not torch.is_autocast_enabled("cpu")
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_emulated_bfloat16_is_warned_about(dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture, native: bool) -> None:
+    from model.training import train as train_module
+
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
+    model_cfg, cfg = _cfgs(dataset, precision="bfloat16")
+    with caplog.at_level("WARNING", logger="histosynth.train"):
+        train_module.Trainer(model_cfg, cfg, dataset, tmp_path, "p", None, {})
+    assert ("emulated, slower than float32" in caplog.text) == (not native)
+
+
 def _same_weights(a_path: Path, b_path: Path) -> None:
     a, b = read_payload(a_path), read_payload(b_path)
     for part in ("generator", "segmenter"):
