@@ -242,6 +242,14 @@ class LossConfig:
             gamma / 2 x the squared norm of the gradient of its logits with respect to the
             real image, which keeps D smooth around real data so that G is not pushed into
             patterns only D reacts to. 0 turns it off (it doubles the cost of D's real pass).
+        patch: weight of the patch-distribution term: the sliced Wasserstein distance, class
+            by class, between the ``patch_size`` x ``patch_size`` patches of G's image and of
+            the paired real image (:func:`model.training.losses.patch_distribution`). It
+            asks for real tissue's patches (nuclei, fibres) in the right class, but at no
+            particular place, so unlike the reconstruction it does not average them away.
+            At every scale; 0 turns it off.
+        patch_size: side of those patches in pixels (odd).
+        patch_projections: random directions drawn per step.
     """
 
     adversarial: AdvLoss = "lsgan"
@@ -260,6 +268,17 @@ class LossConfig:
     ce_synthetic: float = 0.03
     adv_s: float = 1.0
     r1: float = 0.0
+    patch: float = 0.0
+    patch_size: int = 7
+    patch_projections: int = 64
+
+    def __post_init__(self) -> None:
+        if self.patch < 0:
+            raise ValueError(f"loss patch must be >= 0, got {self.patch}")
+        if self.patch_size < 1 or self.patch_size % 2 == 0:
+            raise ValueError(f"loss patch_size must be a positive odd number of pixels, got {self.patch_size}")
+        if self.patch_projections < 1:
+            raise ValueError(f"loss patch_projections must be >= 1, got {self.patch_projections}")
 
     def rec_active(self, n: int, num_scales: int) -> bool:
         """Whether scale n has a reconstruction term."""

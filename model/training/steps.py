@@ -138,7 +138,7 @@ class ScaleStep:
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
         for _ in range(self.d_steps):
             logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
-        # 3. generator: adversarial + reconstruction + feature matching + mask critic + perceptual
+        # 3. generator: adversarial + reconstruction + feature matching + mask critic + patches + perceptual
         logs.update(self._generator_step(nets, g, fake))
         # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
         if s is not None and s_logits is not None:
@@ -213,6 +213,10 @@ class ScaleStep:
                 ratio = losses.mode_seeking_ratio(nets.generator, g.y, g.z, g.up_fake, fake)
                 total = total - w.diversity * ratio.clamp(max=w.diversity_cap)
                 logs["g_div"] = ratio.detach()
+            if w.patch > 0:
+                patch = losses.patch_distribution(fake, g.x, g.y.argmax(1), w.patch_size, w.patch_projections)
+                total = total + w.patch * patch
+                logs["g_patch"] = patch.detach()
             if self.perceptual is not None:
                 perc = self.perceptual(fake.float(), g.x.float())
                 total = total + w.perc * perc

@@ -250,3 +250,57 @@ def test_mode_seeking_ratio_is_zero_when_g_ignores_noise_and_grows_when_it_passe
     assert losses.mode_seeking_ratio(blind, y, z, up, blind(y, z, up)).item() == 0.0
     assert losses.mode_seeking_ratio(passes, y, z, up, passes(y, z, up)).item() == pytest.approx(0.5)
 
+
+
+def _patch(fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor, size: int = 1, p: int = 16) -> float:
+    torch.manual_seed(0)  # the same directions for every call
+    return losses.patch_distribution(fake, real, labels, size, p).item()
+
+
+def test_patch_distribution_of_single_pixels_compares_sorted_values_class_by_class() -> None:
+    """With 1x1 patches of one channel every direction is +1 or -1: the loss is the squared
+    difference of the sorted values within each class, whatever their places."""
+    real = torch.arange(8.0).view(1, 1, 2, 4)
+    labels = torch.tensor([[[0, 0, 0, 0], [1, 1, 1, 1]]])
+    shuffled = real.clone()
+    shuffled[0, 0, 0] = real[0, 0, 0].flip(0)  # class 0's values in another order
+    assert _patch(shuffled, real, labels) == 0.0
+    assert _patch(real + 1, real, labels) == pytest.approx(1.0)
+    swapped = real.clone()
+    swapped[0, 0, 0, 0], swapped[0, 0, 1, 0] = real[0, 0, 1, 0], real[0, 0, 0, 0]  # 0 and 4 change class
+    # class 0 sorts to 1..4 against 0..3 (1 each), class 1 to 0,5,6,7 against 4..7 (16), of 8 patches
+    assert _patch(swapped, real, labels) == pytest.approx((4 * 1 + 16) / 8)
+
+
+def test_patch_distribution_ignores_where_structure_is_but_not_its_loss() -> None:
+    """A texture moved by a few pixels keeps its patches; blurred it loses them."""
+    torch.manual_seed(1)
+    texture = torch.rand(2, 3, 40, 40)
+    labels = torch.zeros(2, 32, 32, dtype=torch.long)
+    real = texture[..., :32, :32]
+    moved = texture[..., 3:35, 5:37]
+    blurred = torch.nn.functional.avg_pool2d(texture, 3, stride=1, padding=1)[..., :32, :32]
+    assert _patch(moved, real, labels, size=5) < 0.1 * _patch(blurred, real, labels, size=5)
+
+
+def test_patch_distribution_trains_the_fake_image_only() -> None:
+    fake = torch.rand(1, 3, 9, 9, requires_grad=True)
+    real = torch.rand(1, 3, 9, 9, requires_grad=True)
+    loss = losses.patch_distribution(fake, real, torch.zeros(1, 9, 9, dtype=torch.long), 3, 8)
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert real.grad is None
+
+
+@pytest.mark.parametrize(("size", "p", "side", "match"), [(4, 8, 9, "odd"), (3, 0, 9, "projections"),
+                                                          (11, 8, 9, "at least")])
+def test_patch_distribution_errors(size: int, p: int, side: int, match: str) -> None:
+    x = torch.rand(1, 3, side, side)
+    with pytest.raises(ValueError, match=match):
+        losses.patch_distribution(x, x, torch.zeros(1, side, side, dtype=torch.long), size, p)
+
+
+@pytest.mark.parametrize(("field", "value"), [("patch", -1.0), ("patch_size", 6), ("patch_projections", 0)])
+def test_loss_config_refuses_bad_patch_options(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        LossConfig(**{field: value})

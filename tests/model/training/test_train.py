@@ -271,7 +271,7 @@ RECIPE_OPTIONS = {
     "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
               "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "loss.r1": 1.0,
-              "loss.mask": 1.0, "critic.steps": 2, "critic.width": 4, "critic.dilations": (1, 2),
+              "loss.mask": 1.0, "loss.patch": 0.5, "loss.patch_size": 3, "critic.steps": 2, "critic.width": 4, "critic.dilations": (1, 2),
               "sample_every": 2, "lr_decay": 1.0},
 }
 
@@ -286,6 +286,7 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     assert all("loss/g_div" in r for r in records)  # every scale, the coarsest one too
     assert all(r["loss/d_r1"] > 0 for r in records)  # the R1 penalty in every D update
     assert all(r["loss/g_mask"] > 0 for r in records)  # the mask critic's term in every G update
+    assert all(r["loss/g_patch"] > 0 for r in records)  # the patch-distribution term in every G update
     meta = read_payload(straight.model_path)["metadata"]
     assert sorted(meta["mask_critic"]) == ["0", "1", "2"]  # one critic per scale, trained on real pairs
     assert all(0 <= c["accuracy"] <= 1 and c["steps"] == 2 for c in meta["mask_critic"].values())
