@@ -337,6 +337,11 @@ class TrainConfig:
         lr_decay: share of every scale's steps, at its end, over which the three learning
             rates fall linearly towards zero (pix2pixHD: the second half); 0 keeps them constant.
             A GAN that oscillates then settles instead of stopping wherever the last step left it.
+        ema: decay of an exponential moving average of the current scale's generator weights
+            (0: off). The average, not the last step's weights, is what the scale keeps
+            (samples, snapshots, serving files) and what the finer scales train on; the
+            scale's own steps are unchanged. The decay ramps
+            up as ``min(ema, (1 + t) / (10 + t))`` after t steps; 0.99 averages about 100 steps.
         noise_amp_init: amplitude of the coarsest scale's noise.
         noise_amp_factor: finer scales: this times the RMSE of the coarser reconstruction.
         pseudo_positive_fraction: ssl: share of S-labelled unlabelled pairs used as D positives.
@@ -379,6 +384,7 @@ class TrainConfig:
     lr_s: float = 5e-4
     lr_d: float = 5e-4
     lr_decay: float = 0.0
+    ema: float = 0.0
     betas: tuple[float, float] = (0.5, 0.999)
     noise_amp_init: float = 1.0
     noise_amp_factor: float = 0.1

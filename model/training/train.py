@@ -39,6 +39,7 @@ from model.nets.discriminator import PyramidDiscriminator
 from model.nets.generator import PyramidGenerator
 from model.nets.segmenter import PyramidSegmenter
 from model.training import distributed
+from model.training.average import WeightAverage
 from model.training.batches import BatchMaker
 from model.training.critic import train_critic
 from model.training.data import Dataset, TileSampler, split_labeled
@@ -180,6 +181,8 @@ def _check_inputs(model_cfg: ModelConfig, train_cfg: TrainConfig, dataset: Datas
     if train_cfg.loss.mask > 0 and train_cfg.critic.steps < 1:
         raise ValueError(f"loss.mask > 0 needs a trained critic: critic.steps must be at least 1, "
                          f"got {train_cfg.critic.steps}")
+    if not 0.0 <= train_cfg.ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1) (0: off), got {train_cfg.ema}")
     if train_cfg.log_every < 1:
         raise ValueError(f"log_every must be at least 1, got {train_cfg.log_every}")
     if train_cfg.checkpoint_every < 1:
@@ -234,6 +237,7 @@ class Trainer:
         self.step_fn = ScaleStep(cfg.loss, self.perceptual, self.autocast, cfg.d_steps, cfg.augment)
         self.rank, self.step, self.elapsed = 0, 0, 0.0
         self.nets: ScaleNets | None = None
+        self.average: WeightAverage | None = None  # the current scale's G average (cfg.ema)
         self.critic: MaskCritic | None = None  # the current scale's frozen mask critic
         self.critic_reports: dict[str, dict[str, Any]] = {}  # scale -> CriticReport.to_dict()
         self.log = report.MetricsLog(out / "metrics.jsonl")
@@ -291,6 +295,7 @@ class Trainer:
         for opt in (nets.opt_g, nets.opt_d, nets.opt_s):
             if opt is not None:
                 distributed.average_gradients(opt, self.dist)
+        self.average = WeightAverage(g, cfg.ema) if cfg.ema > 0 else None
         return nets
 
     def _critic_floor(self, n: int) -> float:
@@ -412,6 +417,8 @@ class Trainer:
         self._set_learning_rates()
         batch = self.batches.make(n, use_synthetic)
         logs = self.step_fn.run(self.nets, batch, use_synthetic)
+        if self.average is not None:
+            self.average.update(self.nets.generator)
         self.step += 1
         return logs
 
@@ -428,8 +435,10 @@ class Trainer:
 
     def _end_scale(self, n: int) -> None:
         self._check_critic(n)
+        if self.average is not None:  # the scale keeps its average weights
+            self.average.copy_to(self.generator.scales[n])
         self._freeze(n)
-        self.nets, self.critic = None, None
+        self.nets, self.critic, self.average = None, None, None
         if self.dist.main:
             self._samples(n)
         self.rank += 1
@@ -477,14 +486,21 @@ class Trainer:
         return tqdm(total=self.total_steps, initial=self.rank * self.cfg.steps_per_scale + self.step,
                     unit="step", dynamic_ncols=True)
 
+    def _kept_weights(self, n: int) -> contextlib.AbstractContextManager:
+        """Scale n's generator as the scale would keep it now: its weight average, if any."""
+        if self.average is None or self.rank >= self.num_scales or self.scale_of(self.rank) != n:
+            return contextlib.nullcontext()
+        return self.average.applied(self.generator.scales[n])
+
     def _snapshot(self, n: int) -> None:
         """``snapshots/scale{n}-step{k}.pt``: the run as it stands, scale n counted as trained
         (a serving file once n = 0; coarser ones are partial files), for a learning curve."""
         if not (self.cfg.snapshot_every and self.dist.main):
             return
         meta = {**self._metadata(), "scales_trained": self.rank + 1, "snapshot": {"scale": n, "step": self.step}}
-        save_model(self.out / "snapshots" / f"scale{n}-step{self.step}.pt", self.generator, self.segmenter,
-                   self.model_cfg, self.dataset.classes, meta)
+        with self._kept_weights(n):
+            save_model(self.out / "snapshots" / f"scale{n}-step{self.step}.pt", self.generator, self.segmenter,
+                       self.model_cfg, self.dataset.classes, meta)
 
     def _samples(self, n: int, step: int | None = None) -> None:
         """The sample grid of scale n: ``scale{n}.png`` at its end, ``scale{n}-step{k}.png`` during it."""
@@ -492,7 +508,8 @@ class Trainer:
         was_training = g.training
         g.eval()  # BatchNorm, if any, draws with its running statistics as at inference
         try:
-            grid = self.batches.sample_grid(n)
+            with self._kept_weights(n):
+                grid = self.batches.sample_grid(n)
         finally:
             g.train(was_training)
         name = f"scale{n}.png" if step is None else f"scale{n}-step{step}.png"
@@ -524,6 +541,7 @@ class Trainer:
             "opt": self._opt_states(), **streams[0],
             "critic": self.critic.state_dict() if self.critic is not None else None,
             "critic_reports": self.critic_reports,
+            "average": self.average.state_dict() if self.average is not None else None,
             "world": self.dist.world, "rank_streams": streams[1:],
         }
         atomic_save(state, self.out / "state.pt")
@@ -563,6 +581,8 @@ class Trainer:
             for key, opt in (("g", self.nets.opt_g), ("d", self.nets.opt_d), ("s", self.nets.opt_s)):
                 if opt is not None and state["opt"] and key in state["opt"]:
                     opt.load_state_dict(state["opt"][key])
+            if self.average is not None and state.get("average") is not None:
+                self.average.load_state_dict(state["average"])
         self.sampler.load_state_dict(state["sampler"])
         if self.unlabeled_sampler is not None and state["unlabeled_sampler"] is not None:
             self.unlabeled_sampler.load_state_dict(state["unlabeled_sampler"])

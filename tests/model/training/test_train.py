@@ -272,7 +272,7 @@ RECIPE_OPTIONS = {
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
               "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "loss.r1": 1.0,
               "loss.mask": 1.0, "loss.patch": 0.5, "loss.patch_size": 3, "critic.steps": 2, "critic.width": 4, "critic.dilations": (1, 2),
-              "sample_every": 2, "lr_decay": 1.0},
+              "sample_every": 2, "lr_decay": 1.0, "ema": 0.9},
 }
 
 
@@ -304,6 +304,7 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", should_stop=stop_after_five)
     state = torch.load(tmp_path / "b" / "state.pt", weights_only=False)  # stopped before step 2 of scale 1
     assert state["step"] == 2 and state["critic"] is not None  # the scale's frozen critic travels with it
+    assert int(state["average"]["n_averaged"]) == 2  # and the generator's weight average
     lrs = {name: opt["param_groups"][0]["lr"] for name, opt in state["opt"].items()}
     factor = train_cfg.lr_factor(1)  # the rates of the last update made (step 1): decayed
     assert factor < 1
@@ -311,6 +312,26 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
         assert lrs[name] == pytest.approx(base * factor)
     resumed = train(model_cfg, train_cfg, dataset, tmp_path / "b", name="a", resume=True)
     _same_weights(straight.model_path, resumed.model_path)
+
+
+def test_the_weight_average_changes_what_a_scale_keeps_not_how_it_trains(dataset, tmp_path: Path) -> None:
+    """With ``ema`` a scale draws the same steps (the coarsest logs the same losses), and every
+    finished scale keeps the average of its generator's weights instead of the last step's, on
+    which the finer scales then train."""
+    model_cfg, plain = _cfgs(dataset, steps_per_scale=4, holdout_steps=1, snapshot_every=2)
+    a = train(model_cfg, plain, dataset, tmp_path / "a", name="a")
+    b = train(model_cfg, replace(plain, ema=0.5), dataset, tmp_path / "b", name="a")
+    strip_a, strip_b = ([{k: v for k, v in r.items() if k != "time_s"} for r in _records(tmp_path / run)]
+                        for run in ("a", "b"))
+    assert strip_a[:4] == strip_b[:4] and strip_a[4:] != strip_b[4:]
+    last, averaged = read_payload(a.model_path)["generator"], read_payload(b.model_path)["generator"]
+    weights = [k for k in last if k.startswith("scales.") and last[k].is_floating_point()]
+    assert weights and all(not torch.equal(last[k], averaged[k]) for k in weights if last[k].abs().sum() > 0
+                           and not k.endswith("bias"))  # every trained weight tensor: the average
+    for k, value in read_payload(tmp_path / "b" / "snapshots" / "scale0-step4.pt")["generator"].items():
+        assert torch.equal(value, averaged[k]), k  # snapshots hold what the scale keeps
+    mid = read_payload(tmp_path / "b" / "snapshots" / "scale0-step2.pt")["generator"]
+    assert any(not torch.equal(mid[k], averaged[k]) for k in weights)
 
 
 def test_existing_state_needs_resume(dataset, tmp_path: Path) -> None:
@@ -351,6 +372,7 @@ def test_progress_reports_every_step(dataset, tmp_path: Path) -> None:
         ({"mode": "ssl"}, "unlabelled"),
         ({"lr_decay": -0.1}, "lr_decay"),
         ({"log_every": 0}, "log_every"),
+        ({"ema": 1.0}, "ema must be in"),
         ({"checkpoint_every": 0}, "checkpoint_every must be at least 1, got 0"),
         ({"sample_every": -1}, "sample_every must be at least 0"),
         ({"snapshot_every": -2}, "snapshot_every must be at least 0"),
