@@ -219,15 +219,17 @@ def two_sample_by_blur(a: Images, b: Images, floor: Images | None, cfg: TwoSampl
         seed: as in :func:`two_sample_test`.
 
     Returns:
-        One row per sigma: ``sigma``, ``accuracy`` (a against b) and ``floor`` (a against
-        ``floor``, None without one).
+        One row per sigma: ``sigma``, ``accuracy`` (a against b, the median classifier's) and
+        ``floor`` (a against ``floor``, None without one), and every classifier's in
+        ``accuracies`` and ``floor_accuracies``.
     """
     rows = []
     for sigma in cfg.blur_sigmas:
         blur_a = blurred(a, sigma)
-        acc = two_sample_test(blur_a, blurred(b, sigma), cfg, seed)["accuracy"]
-        base = two_sample_test(blur_a, blurred(floor, sigma), cfg, seed)["accuracy"] if floor else None
-        rows.append({"sigma": sigma, "accuracy": acc, "floor": base})
+        test = two_sample_test(blur_a, blurred(b, sigma), cfg, seed)
+        base = two_sample_test(blur_a, blurred(floor, sigma), cfg, seed) if floor else None
+        rows.append({"sigma": sigma, "accuracy": test["accuracy"], "floor": base["accuracy"] if base else None,
+                     "accuracies": test["accuracies"], "floor_accuracies": base["accuracies"] if base else None})
     return rows
 
 

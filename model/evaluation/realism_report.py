@@ -80,8 +80,10 @@ def realism_lines(r: dict[str, Any]) -> list[str]:
                      f"{fmt(ts['generated_vs_real']['accuracy'])}  floor train vs real "
                      f"{fmt(floor['accuracy'] if floor else None)}")
         for row in ts.get("by_blur", []):
+            each = row.get("accuracies") or []
+            spread = f" (classifiers {', '.join(fmt(v) for v in each)})" if len(each) > 1 else ""
             lines.append(f"  after a Gaussian blur of sigma {row['sigma']:g} px: generated vs real "
-                         f"{fmt(row['accuracy'])}  floor {fmt(row['floor'])}")
+                         f"{fmt(row['accuracy'])}{spread}  floor {fmt(row['floor'])}")
     if "skipped" in nuc:
         lines.append(f"nuclei: {nuc['skipped']}")
     else:

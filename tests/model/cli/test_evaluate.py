@@ -89,9 +89,11 @@ def test_two_sample_blur_config_and_report_lines() -> None:
         CE._two_sample_config(0, 1, (4.0,))
     report = {"two_sample": {"generated_vs_real": {"accuracy": 1.0}, "floor_train_vs_real": {"accuracy": 0.6},
                              "by_blur": [{"sigma": 4.0, "accuracy": 0.99, "floor": 0.58},
-                                         {"sigma": 8.0, "accuracy": 0.8, "floor": None}]},
+                                         {"sigma": 8.0, "accuracy": 0.8, "floor": None,
+                                          "accuracies": [0.9, 0.8, 0.7], "floor_accuracies": None}]},
               "nuclei": {"skipped": "not requested"}, "independent_judge": {"skipped": "none"},
               "targets": {"two_sample_accuracy_max": 0.75}}
     lines = realism_lines(report)
     assert "  after a Gaussian blur of sigma 4 px: generated vs real 0.990  floor 0.580" in lines
-    assert "  after a Gaussian blur of sigma 8 px: generated vs real 0.800  floor -" in lines
+    assert ("  after a Gaussian blur of sigma 8 px: generated vs real 0.800 (classifiers 0.900, 0.800, 0.700)"
+            "  floor -") in lines

@@ -128,6 +128,11 @@ def test_two_sample_by_blur_falls_to_chance_once_the_difference_is_blurred_away(
     (row,) = two_sample_by_blur(a, b, floor, cfg, seed=0)
     assert row["sigma"] == 2.0 and row["accuracy"] <= 0.75
     assert row["floor"] == two_sample_test(gaussian_blurred(a, 2.0), gaussian_blurred(floor, 2.0), cfg, 0)["accuracy"]
+    one = two_sample_by_blur(a, b, floor, replace(cfg, repeats=1, blur_sigmas=(0.5,)), seed=0)[0]
+    three = two_sample_by_blur(a, b, floor, replace(cfg, repeats=3, blur_sigmas=(0.5,)), seed=0)[0]
+    assert one["accuracies"] == [one["accuracy"]] and one["floor_accuracies"] == [one["floor"]]
+    for key, median in (("accuracies", "accuracy"), ("floor_accuracies", "floor")):  # every classifier's
+        assert len(three[key]) == 3 and three[key][0] == one[median] and three[median] == sorted(three[key])[1]
     assert two_sample_by_blur(a, b, None, cfg)[0]["floor"] is None
     assert two_sample_by_blur(a, b, floor, FAST) == []  # no sigmas: no rows
     with pytest.raises(ValueError, match="positive"):
