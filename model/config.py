@@ -340,8 +340,9 @@ class TrainConfig:
         ema: decay of an exponential moving average of the current scale's generator weights
             (0: off). The average, not the last step's weights, is what the scale keeps
             (samples, snapshots, serving files) and what the finer scales train on; the
-            scale's own steps are unchanged. The decay ramps
-            up as ``min(ema, (1 + t) / (10 + t))`` after t steps; 0.99 averages about 100 steps.
+            scale's own steps are unchanged. The decay ramps up as ``min(ema, (1 + t) / (10 + t))``
+            after t steps: 0.985 (about the last 70 steps) at step 600, the cap 0.99 (about
+            100 steps) from step 890 on.
         noise_amp_init: amplitude of the coarsest scale's noise.
         noise_amp_factor: finer scales: this times the RMSE of the coarser reconstruction.
         pseudo_positive_fraction: ssl: share of S-labelled unlabelled pairs used as D positives.

@@ -54,7 +54,6 @@ class WeightAverage:
     def __init__(self, module: nn.Module, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema must be in (0, 1) (0 turns it off), got {decay}")
-        self.decay = decay
         self.averaged = AveragedModel(module, multi_avg_fn=_ramped_ema(decay), use_buffers=True)
         self.averaged.requires_grad_(False)
 
