@@ -68,6 +68,13 @@ class GeneratorConfig:
             w/2 px: a hard-core point process, as nuclei are) and zero elsewhere, scaled to
             unit second moment; blurred, every point becomes a round blob. It commutes with
             the noise amplitude and keeps zero noise zero.
+        detail_rank: colour rank of the finest scales' residual Phi, finest first (e.g.
+            (2, 2): scales 0 and 1 add detail only within a plane of colours; coarser scales
+            and 3: every colour). Phi is projected onto the ``k`` principal colour axes of the
+            real training images' fine detail (``atanh(x) - atanh(up(down(x)))`` for the
+            ``tanh`` output, ``x - up(down(x))`` for ``residual``), measured once when training
+            starts and stored in the generator: in real H&E nearly all 2-4 px detail varies
+            along one or two colour axes (the stains), so G cannot add colour noise across them.
     """
 
     base_width: int = 32
@@ -83,11 +90,12 @@ class GeneratorConfig:
     fine_widths: tuple[int, ...] = ()
     noise_blur: tuple[float, ...] = ()
     noise_seeds: tuple[int, ...] = ()
+    detail_rank: tuple[int, ...] = ()
 
     #: Fields that may set single scales; a run that reuses a file's coarse scales may change
     #: them as long as :meth:`scale_settings` of every reused scale stays the same.
     PER_SCALE_FIELDS: typing.ClassVar[tuple[str, ...]] = (
-        "fine_widths", "noise_blur", "noise_seeds", "dilations", "dilated_finest")
+        "fine_widths", "noise_blur", "noise_seeds", "dilations", "dilated_finest", "detail_rank")
 
     def __post_init__(self) -> None:
         if any(w < 1 for w in self.fine_widths):
@@ -98,6 +106,8 @@ class GeneratorConfig:
             raise ValueError(f"generator noise_seeds must be window sides >= 0, got {self.noise_seeds}")
         if self.dilated_finest < 0:
             raise ValueError(f"generator dilated_finest must be >= 0, got {self.dilated_finest}")
+        if any(k not in (1, 2, 3) for k in self.detail_rank):
+            raise ValueError(f"generator detail_rank must be colour ranks 1, 2 or 3, got {self.detail_rank}")
 
     def noise_sigma(self, n: int) -> float:
         """Gaussian sigma (pixels of scale n) of z_n's blur: ``noise_blur[n]`` for the finest
@@ -108,6 +118,11 @@ class GeneratorConfig:
         """Window side of z_n's seed transform: ``noise_seeds[n]`` for the finest scales it
         names, else 0 (off)."""
         return int(self.noise_seeds[n]) if n < len(self.noise_seeds) else 0
+
+    def colour_rank(self, n: int) -> int:
+        """Colour rank of scale n's residual: ``detail_rank[n]`` for the finest scales it
+        names, else 3 (every colour)."""
+        return int(self.detail_rank[n]) if n < len(self.detail_rank) else 3
 
     def width(self, n: int) -> int:
         """Channels of scale n: ``fine_widths[n]`` for the finest scales it names, else
@@ -129,7 +144,8 @@ class GeneratorConfig:
     def scale_settings(self, n: int) -> dict[str, object]:
         """What the per-scale fields make of scale n (its architecture and noise)."""
         return {"generator channels": self.width(n), "noise blur": self.noise_sigma(n),
-                "noise seeds": self.seed_window(n), "dilations": self.block_dilations(n)}
+                "noise seeds": self.seed_window(n), "dilations": self.block_dilations(n),
+                "colour rank": self.colour_rank(n)}
 
     def reach(self, n: int = 0) -> int:
         """Pixels of scale n an output of its Phi depends on beyond itself (blocks and head)."""

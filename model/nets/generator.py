@@ -104,15 +104,27 @@ class ScaleGenerator(nn.Module):
         seed_window: window of the seed transform applied before the blur
             (``GeneratorConfig.noise_seeds``); 0: off.
         dilations: the blocks' dilations (default: ``cfg.block_dilations()``).
+        colour_rank: 3, or the number of colour axes (``GeneratorConfig.detail_rank``) that Phi
+            is projected onto; below 3 the axes live in the buffer ``detail_axes`` (3, 3),
+            one per column, most varied first (:meth:`PyramidGenerator.set_detail_axes`).
     """
 
+    detail_axes: Tensor
+
     def __init__(self, num_classes: int, width: int, cfg: GeneratorConfig, coarsest: bool,
-                 noise_sigma: float = 0.0, seed_window: int = 0, dilations: tuple[int, ...] | None = None) -> None:
+                 noise_sigma: float = 0.0, seed_window: int = 0, dilations: tuple[int, ...] | None = None,
+                 colour_rank: int = 3) -> None:
         super().__init__()
         if cfg.num_blocks < 1:
             raise ValueError(f"generator num_blocks must be >= 1, got {cfg.num_blocks}")
         if cfg.output not in ("residual", "tanh"):
             raise ValueError(f"unknown generator output {cfg.output!r}; choose residual or tanh")
+        if colour_rank < 3 and coarsest:
+            raise ValueError("detail_rank applies to residual scales; the coarsest scale draws every colour "
+                             "(name fewer scales in generator.detail_rank)")
+        self.colour_rank = colour_rank
+        if colour_rank < 3:  # identity until the trainer measures the real detail's axes
+            self.register_buffer("detail_axes", torch.eye(3))
         self.coarsest = coarsest
         self.output = cfg.output
         self.noise_channels = cfg.noise_channels if coarsest else 3
@@ -152,10 +164,18 @@ class ScaleGenerator(nn.Module):
             raise ValueError("the coarsest generator takes no coarser image; finer ones need it")
         if prev_up is None:
             return torch.tanh(self._phi(torch.cat([y, z], dim=1)))
-        phi = self._phi(torch.cat([y, z + prev_up], dim=1))  # (B, 3, H, W)
+        phi = self._project(self._phi(torch.cat([y, z + prev_up], dim=1)))  # (B, 3, H, W)
         if self.output == "tanh":
             return torch.tanh(torch.atanh(prev_up.clamp(-1 + EPS, 1 - EPS)) + phi)
         return prev_up + torch.tanh(phi)
+
+    def _project(self, phi: Tensor) -> Tensor:
+        """Phi projected onto the ``colour_rank`` first detail axes (pointwise, so tiling
+        stays exact); unchanged at rank 3."""
+        if self.colour_rank >= 3:
+            return phi
+        axes = self.detail_axes[:, : self.colour_rank].to(phi.dtype)  # (3, k)
+        return nn.functional.conv2d(phi, (axes @ axes.T)[:, :, None, None])
 
     def _phi(self, x: Tensor) -> Tensor:
         if self.tile is None or self.training or max(x.shape[-2:]) <= self.tile:
@@ -185,10 +205,24 @@ class PyramidGenerator(nn.Module):
         self.scales = nn.ModuleList(
             ScaleGenerator(cfg.num_classes, self.width(n), cfg.generator, coarsest=n == last,
                            noise_sigma=cfg.generator.noise_sigma(n), seed_window=cfg.generator.seed_window(n),
-                           dilations=cfg.generator.block_dilations(n))
+                           dilations=cfg.generator.block_dilations(n), colour_rank=cfg.generator.colour_rank(n))
             for n in range(cfg.num_scales)
         )
         self.register_buffer("noise_amp", torch.ones(cfg.num_scales))
+
+    def needs_detail_axes(self) -> bool:
+        """Whether any scale projects its residual onto measured colour axes."""
+        return any(g.colour_rank < 3 for g in self.scales)
+
+    def set_detail_axes(self, axes: Tensor, scales: Sequence[int] | None = None) -> None:
+        """Store the detail colour axes (3, 3), one per column, in every scale (or in
+        ``scales``) that projects its residual."""
+        if axes.shape != (3, 3):
+            raise ValueError(f"detail axes must be a (3, 3) matrix, got {tuple(axes.shape)}")
+        for n in range(self.num_scales) if scales is None else scales:
+            g = self.scales[n]
+            if g.colour_rank < 3:
+                g.detail_axes.copy_(axes)
 
     def width(self, n: int) -> int:
         """Channels of scale n (:meth:`model.config.GeneratorConfig.width`)."""

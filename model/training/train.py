@@ -43,6 +43,7 @@ from model.training.average import WeightAverage
 from model.training.batches import BatchMaker
 from model.training.critic import train_critic
 from model.training.data import Dataset, TileSampler, split_labeled
+from model.training.detail import detail_axes
 from model.training.losses import load_perceptual
 from model.training.steps import Losses, ScaleNets, ScaleStep, read_losses
 
@@ -223,6 +224,7 @@ class Trainer:
         if self.perceptual is not None:
             self.perceptual.to(self.device)
         self.labeled, unlabeled = self._split(dataset, eval_images)
+        self._measure_detail_axes()
         seed = cfg.seed + dist_ctx.rank  # every rank its own crops and noise
         if dist_ctx.rank:
             torch.manual_seed(seed)
@@ -245,6 +247,19 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
 
     # ---- setup --------------------------------------------------------------------
+    def _measure_detail_axes(self) -> None:
+        """Store the real training images' detail colour axes in every scale that projects
+        its residual onto them (``generator.detail_rank``); a resumed run or a reused scale
+        loads the same values afterwards."""
+        if not self.generator.needs_detail_axes():
+            return
+        axes, shares = detail_axes(self.labeled.images, self.model_cfg.generator.output)
+        self.generator.set_detail_axes(axes.to(self.device))
+        self.extra_metadata = {**self.extra_metadata,
+                               "detail_axes": {"axes": axes.tolist(), "variance_shares": shares.tolist()}}
+        log.info("fine detail of the real images: %s of its colour variance along the first axes",
+                 ", ".join(f"{s:.3f}" for s in shares.tolist()))
+
     def _split(self, dataset: Dataset, eval_images: list[np.ndarray] | None) -> tuple[Dataset, list[np.ndarray]]:
         cfg = self.cfg
         labeled, unlabeled = dataset, list(dataset.unlabeled)

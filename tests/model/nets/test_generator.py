@@ -331,3 +331,36 @@ def test_an_image_box_computes_each_scale_only_near_the_box() -> None:
     reach = g.cfg.generator.reach(0)
     assert seen[-1] == (4 + 2 * reach, 4 + 2 * reach)  # scale 0: the box and its reach
     assert all(h < 64 // 2**(2 - i) for i, (h, _) in enumerate(seen[1:], 1))  # none runs whole
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_detail_rank_keeps_the_residual_on_its_colour_axes(rank: int) -> None:
+    cfg = GeneratorConfig(base_width=4, max_width=8, num_blocks=2, norm="none", output="tanh")
+    g = ScaleGenerator(3, 4, cfg, coarsest=False, colour_rank=rank).eval()
+    axes, _ = torch.linalg.qr(torch.randn(3, 3))
+    g.detail_axes.copy_(axes)
+    y = one_hot(torch.randint(0, 3, (2, 8, 8)), 3)
+    prev = 0.8 * torch.rand(2, 3, 8, 8) - 0.4
+    with torch.no_grad():
+        out = g(y, torch.randn(2, 3, 8, 8), prev)
+    residual = torch.atanh(out) - torch.atanh(prev)  # Phi after the projection
+    along = torch.einsum("ck,bchw->bkhw", axes, residual)
+    assert along[:, :rank].abs().max() > 1e-3  # detail along the kept axes
+    assert along[:, rank:].abs().max() < 1e-5  # none across them
+    assert "detail_axes" in g.state_dict()
+    assert "detail_axes" not in _scale(output="tanh").state_dict()  # rank 3: nothing stored, as before
+
+
+def test_detail_rank_is_for_residual_scales_only() -> None:
+    with pytest.raises(ValueError, match="detail_rank"):
+        GeneratorConfig(detail_rank=(4,))
+    cfg = replace(TINY, detail_rank=(2, 2))
+    with pytest.raises(ValueError, match="coarsest"):
+        PyramidGenerator(ModelConfig(num_classes=2, num_scales=2, generator=cfg))
+    g = PyramidGenerator(ModelConfig(num_classes=2, num_scales=3, generator=cfg))
+    assert [s.colour_rank for s in g.scales] == [2, 2, 3] and g.needs_detail_axes()
+    axes = torch.linalg.qr(torch.randn(3, 3))[0]
+    g.set_detail_axes(axes)
+    assert torch.equal(g.scales[0].detail_axes, axes) and torch.equal(g.scales[1].detail_axes, axes)
+    with pytest.raises(ValueError, match="3, 3"):
+        g.set_detail_axes(torch.eye(2))

@@ -12,6 +12,7 @@ import torch
 from model.checkpoint import read_payload
 from model.config import PRESETS, replace
 from model.training.data import load_dataset
+from model.training.detail import detail_axes
 from model.training.train import Progress, train
 
 TINY = PRESETS["tiny"]
@@ -255,7 +256,8 @@ def test_init_from_with_blurred_noise_at_the_fine_scales(dataset, tmp_path: Path
     model_cfg, train_cfg = _cfgs(dataset, steps_per_scale=1)
     done = train(model_cfg, train_cfg, dataset, tmp_path / "a", name="a")
     blurred = replace(model_cfg, **{"generator.noise_blur": (1.5, 1.0), "generator.noise_seeds": (5,),
-                                    "generator.dilations": (1, 2), "generator.dilated_finest": 2})  # anew
+                                    "generator.dilations": (1, 2), "generator.dilated_finest": 2,
+                                    "generator.detail_rank": (1,)})  # anew
     again = train(blurred, train_cfg, dataset, tmp_path / "b", name="a", init_from=done.model_path, init_scales=1)
     a, b = read_payload(done.model_path), read_payload(again.model_path)
     assert all(torch.equal(v, b["generator"][k]) for k, v in a["generator"].items() if k.startswith("scales.2."))
@@ -267,7 +269,7 @@ def test_init_from_with_blurred_noise_at_the_fine_scales(dataset, tmp_path: Path
 RECIPE_OPTIONS = {
     "model": {"generator.norm": "none", "generator.mask_input": "concat", "generator.output": "tanh",
               "discriminator.weight_norm": "spectral", "generator.noise_blur": (1.0, 0.5),
-              "generator.noise_seeds": (5,)},
+              "generator.noise_seeds": (5,), "generator.detail_rank": (2,)},
     "train": {"coarse_context": "receptive", "d_steps": 2, "augment": ("translation", "cutout"),
               "loss.rec_where": "coarse", "loss.rec_scales": 1, "loss.rec_noise": "fixed",
               "loss.rec_downsample": 2, "loss.diversity": 0.5, "loss.diversity_cap": 0.3, "loss.r1": 1.0,
@@ -287,7 +289,12 @@ def test_recipe_options_train_and_resume_exactly(dataset, tmp_path: Path) -> Non
     assert all(r["loss/d_r1"] > 0 for r in records)  # the R1 penalty in every D update
     assert all(r["loss/g_mask"] > 0 for r in records)  # the mask critic's term in every G update
     assert all(r["loss/g_patch"] > 0 for r in records)  # the patch-distribution term in every G update
-    meta = read_payload(straight.model_path)["metadata"]
+    payload = read_payload(straight.model_path)
+    meta = payload["metadata"]
+    axes, shares = detail_axes(dataset.images, "tanh")  # measured on the real training images
+    assert torch.equal(payload["generator"]["scales.0.detail_axes"], axes)
+    assert "scales.1.detail_axes" not in payload["generator"]  # scale 1 adds every colour
+    assert meta["detail_axes"]["variance_shares"] == pytest.approx(shares.tolist())
     assert sorted(meta["mask_critic"]) == ["0", "1", "2"]  # one critic per scale, trained on real pairs
     assert all(0 <= c["accuracy"] <= 1 and c["steps"] == 2 for c in meta["mask_critic"].values())
     assert [c["g_mask_end"] for c in meta["mask_critic"].values()] == pytest.approx(
