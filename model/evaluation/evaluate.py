@@ -16,6 +16,8 @@ different noise. The report holds, each beside a real-data reference where one e
   and held-out crops (the real-vs-real floor); 0.5 = indistinguishable;
 - ``nuclei``: nuclei by colour deconvolution (count per megapixel, mean area), generated / real
   overall and per class region, beside training / held-out real (the floor);
+- ``detail_colour``: the share of the fine detail's colour variance (2 and 8 px) off its first
+  colour axis, and the detail's variance, generated and real, beside training / held-out real;
 - ``independent_judge``: mask consistency judged by a reference segmenter trained only on the
   real training tiles (never the model's own S_0): mIoU on generated / on the real crops.
 
@@ -33,6 +35,7 @@ import numpy as np
 
 from model.config import NucleiConfig, TwoSampleConfig
 from model.evaluation import metrics as M
+from model.evaluation.realism import compare_detail_colour
 from model.evaluation.realism_report import (
     TARGETS,
     fmt,
@@ -341,6 +344,7 @@ def evaluate(
                        else {"skipped": "not requested"}),
         "nuclei": (nuclei_section(nuclei, generated, masks, real, train_real, train_masks, names)
                    if nuclei else {"skipped": "not requested"}),
+        "detail_colour": compare_detail_colour(flat, real, train_real),
         "independent_judge": _independent(judge, pipeline, generated, real, masks, names),
         "targets": TARGETS,
     }

@@ -99,6 +99,12 @@ def realism_lines(r: dict[str, Any]) -> list[str]:
         for name, ratio in nuc["ratio"]["per_class"].items():
             other = floor["per_class"][name] if floor else None
             lines.append(f"  {name:<12} {_ratio_pair(ratio)}  floor {_ratio_pair(other)}")
+    for row in r.get("detail_colour", {}).get("by_pool", []):
+        ref = row["reference"]
+        lines.append(f"fine detail ({row['pool']} px) off its first colour axis: generated "
+                     f"{fmt(row['generated']['off_axis'])}  real {fmt(row['real']['off_axis'])}  floor train "
+                     f"{fmt(ref['off_axis'] if ref else None)}; detail variance generated/real "
+                     f"{fmt(row['variance_ratio'], 2)}  floor {fmt(row['reference_variance_ratio'], 2)}")
     if "skipped" in ij:
         lines.append(f"independent judge: {ij['skipped']}")
     else:

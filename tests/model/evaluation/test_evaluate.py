@@ -100,6 +100,10 @@ def test_two_sample_nuclei_and_independent_judge(classes: ClassTable, report: di
     table = E.format_table(r)
     assert "two-sample classifier accuracy" in table and "floor train vs real" in table
     assert "independent judge judge" in table
+    dc = r["detail_colour"]["by_pool"]
+    assert [row["pool"] for row in dc] == [2, 8]
+    assert all(0 <= row["generated"]["off_axis"] <= 1 and row["reference"] is not None for row in dc)
+    assert "fine detail (2 px) off its first colour axis" in table
 
 
 def test_the_model_is_never_its_own_independent_judge(classes: ClassTable) -> None:

@@ -13,7 +13,9 @@ from scipy import ndimage as ndi
 from model.config import NucleiConfig, TwoSampleConfig
 from model.evaluation.realism import (
     PatchClassifier,
+    compare_detail_colour,
     compare_nuclei,
+    detail_colour,
     find_nuclei,
     fit_threshold,
     grid_patches,
@@ -280,3 +282,31 @@ def test_nuclei_fewer_in_blurred_tiles(real_tiles: list[np.ndarray]) -> None:
 def test_nuclei_config_at_downscale(factor: int, expected: tuple[int, int, int]) -> None:
     cfg = NucleiConfig().at_downscale(factor)
     assert (cfg.min_area, cfg.max_area, cfg.opening) == expected
+
+
+def _grey_detail(seed: int, size: int = 64) -> np.ndarray:
+    """Pink with detail that only darkens or lightens all channels alike."""
+    rng = np.random.default_rng(seed)
+    img = np.asarray(PINK, np.float32) - 30 + rng.normal(0, 12, (size, size, 1))
+    return np.clip(img, 0, 255).round().astype(np.uint8)
+
+
+def test_detail_colour_tells_one_axis_detail_from_colour_noise() -> None:
+    grey = [_grey_detail(s) for s in range(3)]
+    speckle = [textured(s, PINK, noise=12.0) for s in range(3)]  # independent noise per channel
+    one, noisy = detail_colour(grey, 2), detail_colour(speckle, 2)
+    assert one["off_axis"] < 0.01 and noisy["off_axis"] > 0.5  # three equal axes: 2/3 off the first
+    assert np.allclose(one["axis"], np.full(3, 3 ** -0.5), atol=0.02)
+    assert noisy["variance"] > 0 and detail_colour([np.full((8, 8, 3), 99, np.uint8)], 2)["variance"] == 0
+    assert detail_colour([np.full((8, 8, 3), 99, np.uint8)], 2)["off_axis"] is None  # no detail, no axis
+    report = compare_detail_colour(speckle, grey, grey[:2], pools=(2, 4))
+    assert [row["pool"] for row in report["by_pool"]] == [2, 4]
+    first = report["by_pool"][0]
+    assert first["off_axis_ratio"] > 50 and first["reference_off_axis_ratio"] == pytest.approx(1.0, abs=0.3)
+    with pytest.raises(ValueError, match="at least one image"):
+        detail_colour([], 2)
+
+
+def test_real_tiles_detail_is_nearly_one_colour_axis(real_tiles: list[np.ndarray]) -> None:
+    for pool in (2, 8):
+        assert detail_colour(real_tiles, pool)["off_axis"] < 0.05
