@@ -3,8 +3,8 @@
 H&E colour comes from two stains, so the detail that a finer scale adds to a coarser image
 of real tissue varies along few colour directions: on the Gleason training tiles 99 % of the
 2 px detail's variance lies along one axis, close to grey (in [-1, 1] RGB; 95 % in the
-generator's atanh space, away from white), where the shipped models' fine scales spread 10-20 % across the
-others (colour speckle, green fringes at gland borders). The axes are the eigenvectors of
+generator's atanh space, away from white), where the shipped models' detail spreads 10-14 %
+across the others (colour speckle, green fringes at gland borders). The axes are the eigenvectors of
 the detail's 3x3 colour covariance, measured once on the training images.
 """
 
