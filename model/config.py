@@ -69,12 +69,13 @@ class GeneratorConfig:
             unit second moment; blurred, every point becomes a round blob. It commutes with
             the noise amplitude and keeps zero noise zero.
         detail_rank: colour rank of the finest scales' residual Phi, finest first (e.g.
-            (2, 2): scales 0 and 1 add detail only within a plane of colours; coarser scales
-            and 3: every colour). Phi is projected onto the ``k`` principal colour axes of the
-            real training images' fine detail (``atanh(x) - atanh(up(down(x)))`` for the
-            ``tanh`` output, ``x - up(down(x))`` for ``residual``), measured once when training
-            starts and stored in the generator: in real H&E nearly all 2-4 px detail varies
-            along one or two colour axes (the stains), so G cannot add colour noise across them.
+            (1,): scale 0 adds detail along one colour axis only; coarser scales and 3: every
+            colour). Phi is projected onto the ``k`` principal colour axes of the real
+            training images' fine detail (``atanh(x) - atanh(up(down(x)))`` for the ``tanh``
+            output, ``x - up(down(x))`` for ``residual``; pixels near white left out),
+            measured once when training starts and stored in the generator: in real H&E
+            nearly all 2-8 px detail varies along one colour axis (darker or lighter), so G
+            cannot add colour speckle across it. Probes: EXPERIMENTS.md, session 15.
     """
 
     base_width: int = 32

@@ -380,7 +380,7 @@ def compare_nuclei(generated: Images, generated_masks: Images, real: Images, rea
 # ---- colour of fine detail ----------------------------------------------------------------
 
 
-def detail_colour(images: Images, pool: int) -> dict[str, float]:
+def detail_colour(images: Images, pool: int) -> dict[str, Any]:
     """How the fine detail of an image set varies in colour.
 
     The detail is each image minus the bilinear upsampling of its ``pool``-times pooled copy

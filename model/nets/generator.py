@@ -214,13 +214,12 @@ class PyramidGenerator(nn.Module):
         """Whether any scale projects its residual onto measured colour axes."""
         return any(g.colour_rank < 3 for g in self.scales)
 
-    def set_detail_axes(self, axes: Tensor, scales: Sequence[int] | None = None) -> None:
-        """Store the detail colour axes (3, 3), one per column, in every scale (or in
-        ``scales``) that projects its residual."""
+    def set_detail_axes(self, axes: Tensor) -> None:
+        """Store the detail colour axes (3, 3), one per column, in every scale that projects
+        its residual onto them."""
         if axes.shape != (3, 3):
             raise ValueError(f"detail axes must be a (3, 3) matrix, got {tuple(axes.shape)}")
-        for n in range(self.num_scales) if scales is None else scales:
-            g = self.scales[n]
+        for g in self.scales:
             if g.colour_rank < 3:
                 g.detail_axes.copy_(axes)
 
