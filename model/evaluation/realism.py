@@ -24,7 +24,7 @@ from skimage.filters import threshold_otsu
 from torch import nn
 
 from model.config import NucleiConfig, TwoSampleConfig
-from model.training.detail import detail
+from model.training.detail import detail_covariance, principal_axes
 
 Images = list[np.ndarray]
 
@@ -390,22 +390,10 @@ def detail_colour(images: Images, pool: int) -> dict[str, Any]:
     lighter stain; real H&E at 2-8 px: about 0.01-0.02), the ``axis`` itself and the
     ``variance`` (the covariance's trace: how much detail there is).
     """
-    if not images:
-        raise ValueError("detail colour needs at least one image")
-    cov = np.zeros((3, 3))
-    count = 0
-    for image in images:
-        values, _ = detail(image, "residual", pool)
-        d = values.reshape(3, -1).double().numpy()
-        d = d - d.mean(axis=1, keepdims=True)
-        cov += d @ d.T
-        count += d.shape[1]
-    cov /= max(count - 1, 1)
-    w, v = np.linalg.eigh(cov)  # ascending
-    axis = v[:, -1] * np.sign(v[np.abs(v[:, -1]).argmax(), -1])
-    total = float(w.sum())
-    return {"off_axis": float(1 - w[-1] / total) if total > 0 else None,  # no detail: no axis
-            "variance": float(np.trace(cov)), "axis": [float(a) for a in axis]}
+    axes, variances = principal_axes(detail_covariance(images, "residual", pool))
+    total = float(variances.sum())
+    return {"off_axis": float(1 - variances[0] / total) if total > 0 else None,  # no detail: no axis
+            "variance": total, "axis": axes[:, 0].tolist()}
 
 
 def compare_detail_colour(generated: Images, real: Images, reference: Images | None,

@@ -39,25 +39,12 @@ def detail(image: np.ndarray, output: Output = "tanh", pool: int = 2, limit: flo
     return (x - up)[0], inside
 
 
-def detail_axes(images: Sequence[np.ndarray], output: Output = "tanh", pool: int = 2,
-                limit: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """The principal colour axes of the images' fine detail (:func:`detail`).
-
-    Args:
-        images: real uint8 (H, W, 3) images (the training tiles).
-        output: the generator's output (``GeneratorConfig.output``).
-        pool: the detail's scale: what a 2x coarser image misses.
-        limit: only pixels within this of +-1 in every channel count. atanh stretches the
-            detail next to white lumina without bound, so over all pixels those few (and the
-            red-blue contrast of their rims) would set the axes; below 0.9 the first axis
-            holds 95 % of the Gleason tiles' detail.
-
-    Returns:
-        ``axes`` (3, 3) float32, one unit axis per column, most varied first, each signed so
-        that its largest component is positive; ``shares`` (3,): each axis's share of the variance.
-    """
+def detail_covariance(images: Sequence[np.ndarray], output: Output = "tanh", pool: int = 2,
+                      limit: float = 1.0) -> torch.Tensor:
+    """The 3x3 colour covariance (float64) of the images' fine detail (:func:`detail`), each
+    image's detail centred on its own mean, pooled over the pixels within ``limit``."""
     if not images:
-        raise ValueError("detail axes need at least one image")
+        raise ValueError("fine detail needs at least one image")
     cov = torch.zeros(3, 3, dtype=torch.float64)
     count = 0
     for image in images:
@@ -66,7 +53,35 @@ def detail_axes(images: Sequence[np.ndarray], output: Output = "tanh", pool: int
         d = d - d.mean(dim=1, keepdim=True)
         cov += d @ d.T
         count += d.shape[1]
-    values, vectors = torch.linalg.eigh(cov / max(count - 1, 1))  # ascending
+    return cov / max(count - 1, 1)
+
+
+def principal_axes(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigen-axes of a 3x3 covariance: ``axes`` (3, 3) float32, one unit axis per column, most
+    varied first, each signed so that its largest component is positive, and the variance
+    along each (3,), in the same order."""
+    values, vectors = torch.linalg.eigh(cov)  # ascending
     values, vectors = values.flip(0), vectors.flip(1)
     signs = torch.sign(vectors.gather(0, vectors.abs().argmax(dim=0, keepdim=True)))
-    return (vectors * signs).float(), (values / values.sum()).float()
+    return (vectors * signs).float(), values
+
+
+def detail_axes(images: Sequence[np.ndarray], output: Output = "tanh", pool: int = 2,
+                limit: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The principal colour axes of the images' fine detail (:func:`detail_covariance`).
+
+    Args:
+        images: real uint8 (H, W, 3) images (the training tiles).
+        output: the generator's output (``GeneratorConfig.output``).
+        pool: the detail's scale: what a 2x coarser image misses.
+        limit: only pixels whose value and upsampled value stay within +-limit in every
+            channel count. atanh stretches the detail next to white lumina without bound, so
+            over all pixels those few (and the red-blue contrast of their rims) would set the
+            axes; at 0.9 the first axis holds 95 % of the Gleason tiles' detail.
+
+    Returns:
+        ``axes`` (3, 3) float32 as in :func:`principal_axes`; ``shares`` (3,): each axis's
+        share of the variance.
+    """
+    axes, variances = principal_axes(detail_covariance(images, output, pool, limit))
+    return axes, (variances / variances.sum()).float()
