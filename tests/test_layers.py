@@ -18,7 +18,7 @@ PACKAGES = ("model", "worker", "service")
 #: model's rooms, lowest first; a module may import its own rank and those below.
 MODEL_LAYERS: dict[str, int] = {
     **dict.fromkeys(("config", "classes", "imageio", "tensors", "checkpoint", "inference", "pipeline",
-                     "report", "package", "device", "errors", "arguments", "nets"), 0),
+                     "report", "package", "device", "allocator", "errors", "arguments", "nets"), 0),
     **dict.fromkeys(("training", "evaluation", "augmentation"), 1),
     **dict.fromkeys(("bench", "baselines", "experiments"), 2),
     "cli": 3,

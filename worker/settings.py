@@ -2,7 +2,8 @@
 
 Every environment variable the product reads is a field of :class:`Settings` (shared by the
 API and the workers: queue, S3, storage, models, jobs), :class:`WorkerSettings` (the
-worker process only) or ``service.settings.ServiceSettings`` (the HTTP side), and a line in
+worker process only), ``service.settings.ServiceSettings`` (the HTTP side) or
+:class:`LaunchSettings` (read by every ``histosynth`` command before it starts), and a line in
 ``.env.example``. Values come from the environment, then a ``.env`` file in the working
 directory, then the defaults below. External services keep their conventional names
 (``REDIS_URL``, ``S3_*``); everything else is ``HISTOSYNTH_<FIELD>``.
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from model.allocator import Allocator
 from model.device import check_device
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -162,6 +164,22 @@ class WorkerSettings(Settings):
 
     worker_class: Literal["spawn", "simple"] = "spawn"
     redis_wait_s: float = Field(default=60.0, ge=0)
+
+
+class LaunchSettings(BaseSettings):
+    """What the ``histosynth`` command reads before it loads anything else (its own class, so
+    that a bad value of another setting cannot stop commands that never read it).
+
+    Args:
+        allocator: ``auto`` restarts the command with tcmalloc preloaded when it is installed
+            (CPU training and inference run faster: ``model/allocator.py``); ``tcmalloc``
+            requires it; ``system`` keeps the C library's malloc. Subprocesses (workers, jobs)
+            inherit the choice.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HISTOSYNTH_", env_file=".env", extra="ignore")
+
+    allocator: Allocator = "auto"
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model import allocator
 from model.arguments import resolve_model
 from model.nets.fuse import set_tile, tiling_off
 from model.report import Column, markdown_table
@@ -77,13 +78,19 @@ def _timed(fn: Any, device: torch.device) -> float:
 
 
 class PeakRSS:
-    """Peak resident memory of this process above a baseline, sampled in a thread."""
+    """Peak resident memory of this process above a baseline, sampled in a thread.
+
+    The baseline is taken after the allocator has handed its cached free memory back to the
+    OS: tcmalloc keeps what an earlier call freed, which would otherwise hide the next call's
+    peak inside the baseline.
+    """
 
     def __init__(self, interval: float = 0.005) -> None:
         import psutil
 
         self.proc = psutil.Process(os.getpid())
         self.interval = interval
+        allocator.release_free_memory()
         self.base = self.peak = self.proc.memory_info().rss
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -195,10 +202,11 @@ def cmd_bench_generate(args: argparse.Namespace, device: torch.device) -> int:
             set_tile(pipe.generator, args.tile)
         rows = bench_generate(pipe, args.size, args.batch, args.repeat)
     print(format_table(rows))
+    print(allocator.describe())
     result = {
         "model": args.model or f"random weights, preset {args.preset}", "device": str(device),
         "threads": torch.get_num_threads(), "tile": _tile_of(pipe.generator), "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "rows": rows,
+        "torch": torch.__version__, "allocator": allocator.in_use(), "rows": rows,
     }
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")

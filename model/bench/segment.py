@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model import allocator
 from model.arguments import csv_ints, resolve_model
 from model.bench.generate import PeakRSS, _timed, conv_flops, measure_conv_throughput, random_model
 from model.device import resolve_device
@@ -101,12 +102,13 @@ def cmd_bench_segment(args: argparse.Namespace) -> int:
         prepare_for_inference(pipe.segmenter, args.piece or None)
     rows = bench_segment(pipe, args.size, args.repeat)
     print(format_table(rows))
+    print(allocator.describe())
     result = {
         "model": args.model or f"random weights, preset {args.preset}", "device": str(device),
         "threads": torch.get_num_threads(), "tile": pipe.segment_tile,
         "piece": pipe.segmenter.scales[0].net.piece, "cpu": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__, "rows": rows,
+        "torch": torch.__version__, "allocator": allocator.in_use(), "rows": rows,
     }
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model import allocator
 from model.arguments import setting, split_settings
 from model.bench.generate import bench_classes, measure_conv_throughput
 from model.config import ModelConfig, TrainConfig, preset, replace
@@ -205,11 +206,12 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         raise ValueError(f"bad config override: {exc}") from None
     rows = bench_train(model_cfg, train_cfg, args.steps, args.warmup)
     print(format_table(rows))
+    print(allocator.describe())
     result = {"preset": args.preset, "mode": train_cfg.mode, "precision": train_cfg.precision,
               "settings": dict(args.set), "device": str(device),
               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "torch": torch.__version__, "steps": args.steps, "rows": rows}
+              "torch": torch.__version__, "allocator": allocator.in_use(), "steps": args.steps, "rows": rows}
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")
     return 0

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import report
+from model import allocator, report
 from model.checkpoint import atomic_save, load_scales, save_model
 from model.config import ModelConfig, TrainConfig, to_dict
 from model.device import autocast_dtype, native_bf16, resolve_device
@@ -214,6 +214,8 @@ class Trainer:
         if self.amp_dtype is not None and not native_bf16(self.device):
             log.warning("precision bfloat16 on a CPU without AVX512-BF16 or AMX: emulated, "
                         "slower than float32")
+        if self.device.type == "cpu" and dist_ctx.main:
+            log.info(allocator.describe())
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         # channels-last: oneDNN and cuDNN run these convolutions markedly faster
         cl = torch.channels_last
@@ -634,8 +636,8 @@ class Trainer:
             "train_config": to_dict(self.cfg), "steps_per_scale": self.cfg.steps_per_scale,
             "total_steps": self.total_steps, "wall_time_s": round(self.elapsed, 1),
             "device": str(self.device), "machine": platform.platform(), "torch": torch.__version__,
-            "perceptual": self._perceptual_note(), "has_segmenter": self.cfg.mode != "generate",
-            "processes": self.dist.world,
+            "allocator": allocator.in_use(), "perceptual": self._perceptual_note(),
+            "has_segmenter": self.cfg.mode != "generate", "processes": self.dist.world,
             "dataset": {"root": self.dataset.root, "names": list(self.labeled.names),
                         "classes": self.dataset.classes.name},
             "scales_trained": self.rank,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import ServiceSettings, get_settings
-from worker.settings import Settings, WorkerSettings
+from worker.settings import LaunchSettings, Settings, WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,4 +49,5 @@ def test_env_example_lists_every_variable() -> None:
                "s3_secret_access_key": "s"}
     every = set(WorkerSettings(_env_file=None, **secrets).to_env())
     every |= set(ServiceSettings(_env_file=None, api_key="k", **secrets).to_env())
+    every |= {f"HISTOSYNTH_{name.upper()}" for name in LaunchSettings.model_fields}
     assert every - listed == set()
