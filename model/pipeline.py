@@ -111,7 +111,7 @@ class PyramidPipeline(Pipeline):
         x = to_tensor(pad_array_to_multiple(image, self.config.factor))[None].to(self.device)
         xs = image_pyramid(x, self.config.num_scales)
         labels = self.segmenter.labels(xs, self.segment_tile)  # (1, H', W')
-        return labels[0, :h, :w].cpu().numpy().astype(np.int64)
+        return np.ascontiguousarray(labels[0, :h, :w].cpu().numpy(), dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:
         """Name, classes, scales, training summary and digest, for listings."""

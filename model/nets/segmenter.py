@@ -436,14 +436,18 @@ class PyramidSegmenter(nn.Module):
         for n in range(self.num_scales - 1, -1, -1):
             prev = self._scale_tiled(n, xs[n], prev, tile, final=n == 0)
         assert prev is not None
-        return prev[:, 0]  # (B, H, W)
+        return prev[:, 0].long()  # (B, H, W); the tiles' activations are freed by now
 
     def _scale_tiled(self, n: int, image: Tensor, prev: Tensor | None, tile: int | None,
                      final: bool) -> Tensor:
         """Logits of scale n (argmax (B, 1, H, W) when ``final``), tiled where it can be exact."""
+        # the final labels are stitched as bytes: at 4096 x 4096 an int64 map is 128 MiB held
+        # while the last tiles' activations are alive
+        label_dtype = torch.uint8 if self.scales[n].num_classes <= 256 else torch.int64
+
         def run(img: Tensor, coarse: Tensor | None = None) -> tuple[Tensor]:
             logits = self.forward_scale(n, img, coarse)
-            return (logits.argmax(1, keepdim=True) if final else logits,)
+            return (logits.argmax(1, keepdim=True).to(label_dtype) if final else logits,)
 
         h, w = _hw(image)
         net = self.scales[n].net
