@@ -9,8 +9,8 @@ device to read them (:func:`read_losses` does that, as often as the trainer logs
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -138,11 +138,14 @@ class ScaleStep:
         # 2. discriminator: real (and pseudo-labelled) pairs up, G and S pairs down
         for _ in range(self.d_steps):
             logs.update(self._discriminator_step(nets, g, fake, s_logits, u, u_logits))
-        # 3. generator: adversarial + reconstruction + feature matching + mask critic + patches + perceptual
-        logs.update(self._generator_step(nets, g, fake))
-        # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
-        if s is not None and s_logits is not None:
-            logs.update(self._segmenter_step(nets, g, s, fake, s_logits, u, u_logits, use_synthetic))
+        # G's and S's losses reach their weights through D; D's own weight gradients there
+        # were never read (D's next update starts from zero), so they are not computed
+        with frozen(nets.discriminator):
+            # 3. generator: adversarial + reconstruction + feature matching + mask critic + patches + perceptual
+            logs.update(self._generator_step(nets, g, fake))
+            # 4. segmenter: cross-entropy (+ synthetic pairs after the hold-out) + adversarial
+            if s is not None and s_logits is not None:
+                logs.update(self._segmenter_step(nets, g, s, fake, s_logits, u, u_logits, use_synthetic))
         return logs
 
     # ---- players ----------------------------------------------------------------
@@ -249,6 +252,20 @@ class ScaleStep:
         apply(nets.opt_s, total)
         logs["s"] = total.detach()
         return logs
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters need no gradient inside (gradients still flow through it to
+    its inputs); those that needed one need it again after."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def apply(opt: torch.optim.Optimizer, loss: Tensor) -> None:
