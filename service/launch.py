@@ -38,3 +38,7 @@ def _message(exc: Exception) -> str:
         err = exc.errors()[0]
         return f"HISTOSYNTH_ALLOCATOR: {err['msg']} (got {err.get('input')!r})"
     return str(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
