@@ -98,6 +98,10 @@ class MultiScaleDiscriminator(nn.Module):
         if cfg.num_views < 1:
             raise ValueError(f"discriminator num_views must be >= 1, got {cfg.num_views}")
         self.num_classes = num_classes
+        #: Whether each sample's output depends on that sample alone and a forward pass
+        #: changes nothing (no batch statistics, no spectral norm's power iteration): then
+        #: several batches of pairs can share one call and get the values of one call each.
+        self.per_sample = cfg.norm != "batch" and cfg.weight_norm == "none"
         self.views = nn.ModuleList(
             PatchDiscriminator(3 + num_classes, cfg) for _ in range(cfg.num_views)
         )

@@ -161,32 +161,52 @@ class ScaleStep:
             real, real_mask = diff_augment([g.x, g.y], self.augment)
             if self.loss.r1 > 0:
                 real = real.detach().requires_grad_(True)
-            real_out = nets.discriminator(real, real_mask)
-            positives = [losses.adversarial(real_out, True, kind, True)]
-            negatives = [losses.adversarial(self._disc(nets, fake.detach(), g.y), False, kind, True)]
+            # (image, mask, judged real); each pair augmented with its own draw, in this order
+            pairs = [(real, real_mask, True), (*diff_augment([fake.detach(), g.y], self.augment), False)]
             if s_logits is not None:
                 s_pair = F.softmax(s_logits.detach().float(), 1)
-                negatives.append(losses.adversarial(self._disc(nets, g.x, s_pair), False, kind, True))
+                pairs.append((*diff_augment([g.x, s_pair], self.augment), False))
             if u_logits is not None and u is not None:
-                positives += self._pseudo_positives(nets, u, u_logits)
+                pairs += self._pseudo_pairs(u, u_logits)
                 u_pair = F.softmax(u_logits.detach().float(), 1)
-                negatives.append(losses.adversarial(self._disc(nets, u.u, u_pair), False, kind, True))
+                pairs.append((*diff_augment([u.u, u_pair], self.augment), False))
+            if self.loss.r1 > 0:  # R1 differentiates the real pair's output twice: not the joint batch's
+                outs = self._judge(nets, pairs[:1]) + self._judge(nets, pairs[1:])
+            else:
+                outs = self._judge(nets, pairs)
+            positives = [losses.adversarial(out, True, kind, True) for out, p in zip(outs, pairs, strict=True) if p[2]]
+            negatives = [losses.adversarial(out, False, kind, True) for out, p in zip(outs, pairs, strict=True)
+                         if not p[2]]
             loss_d = 0.5 * (torch.stack(positives).mean() + torch.stack(negatives).mean())
             if self.loss.r1 > 0:
-                r1 = losses.r1_penalty(real_out, real)
+                r1 = losses.r1_penalty(outs[0], real)
                 loss_d = loss_d + 0.5 * self.loss.r1 * r1
                 logs["d_r1"] = r1.detach()
         apply(nets.opt_d, loss_d)
         return {"d": loss_d.detach(), **logs}
 
-    def _pseudo_positives(self, nets: ScaleNets, u: UnlabeledBatch, u_logits: Tensor) -> list[Tensor]:
+    @staticmethod
+    def _judge(nets: ScaleNets, pairs: Sequence[tuple[Tensor, Tensor, bool]]) -> list[losses.DiscOutput]:
+        """D's output on each (image, mask) pair: one call for all of them where D judges each
+        sample on its own (``per_sample``: the same values, and a larger batch runs its convs
+        more efficiently on a CPU), else one call per pair."""
+        if not getattr(nets.discriminator, "per_sample", False) or len(pairs) < 2:
+            return [nets.discriminator(image, mask) for image, mask, _ in pairs]
+        joint = nets.discriminator(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
+        outs, start = [], 0
+        for image, _, _ in pairs:
+            n = image.shape[0]
+            outs.append([(logits[start:start + n], [f[start:start + n] for f in feats]) for logits, feats in joint])
+            start += n
+        return outs
+
+    def _pseudo_pairs(self, u: UnlabeledBatch, u_logits: Tensor) -> list[tuple[Tensor, Tensor, bool]]:
         """A random share of S-labelled unlabelled pairs counts as real (Li et al. 2019)."""
         if not bool(u.pseudo_mask.any()):
             return []
         k = u_logits.shape[1]
         pseudo = one_hot(u_logits.detach().argmax(1), k)[u.pseudo_mask]
-        out = self._disc(nets, u.u[u.pseudo_mask], pseudo)
-        return [losses.adversarial(out, True, self.loss.adversarial, True)]
+        return [(*diff_augment([u.u[u.pseudo_mask], pseudo], self.augment), True)]
 
     def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> Losses:
         w = self.loss

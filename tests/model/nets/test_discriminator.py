@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.config import DiscriminatorConfig, ModelConfig, Norm
+from model.config import DiscriminatorConfig, ModelConfig, Norm, WeightNorm
 from model.nets.discriminator import (
     Blur,
     MultiScaleDiscriminator,
@@ -125,3 +125,28 @@ def test_antialias_blurs_before_every_strided_conv_only() -> None:
     (logits, feats), (logits_aa, feats_aa) = plain(x), aa(x)
     assert logits.shape == logits_aa.shape
     assert [f.shape for f in feats] == [f.shape for f in feats_aa]
+
+
+@pytest.mark.parametrize(("norm", "weight_norm", "antialias", "per_sample"), [
+    ("instance", "none", False, True),
+    ("none", "none", True, True),
+    ("batch", "none", False, False),  # batch statistics mix the samples
+    ("instance", "spectral", False, False),  # every training call advances the power iteration
+])
+def test_per_sample_discriminators_judge_a_joint_batch_as_each_batch(norm: Norm, weight_norm: WeightNorm,
+                                                                     antialias: bool, per_sample: bool) -> None:
+    torch.manual_seed(0)
+    cfg = DiscriminatorConfig(base_width=8, max_width=16, num_layers=2, num_views=2, norm=norm,
+                              weight_norm=weight_norm, antialias=antialias)
+    d = MultiScaleDiscriminator(3, cfg)
+    assert d.per_sample is per_sample
+    if not per_sample:
+        return
+    images, masks = torch.randn(5, 3, 32, 32), torch.rand(5, 3, 32, 32)
+    joint = d(images, masks)
+    for part in (slice(0, 2), slice(2, 5)):
+        alone = d(images[part], masks[part])
+        for (logits_j, feats_j), (logits_a, feats_a) in zip(joint, alone, strict=True):
+            torch.testing.assert_close(logits_j[part], logits_a)
+            for fj, fa in zip(feats_j, feats_a, strict=True):
+                torch.testing.assert_close(fj[part], fa)

@@ -20,6 +20,7 @@ from model.training.steps import (
     ScaleNets,
     ScaleStep,
     SegmenterBatch,
+    UnlabeledBatch,
     frozen,
 )
 from model.training.train import adam
@@ -86,3 +87,41 @@ def test_frozen_restores_only_what_needed_gradients() -> None:
         net(x).sum().backward()
     assert x.grad is not None and all(p.grad is None for p in net.parameters())
     assert [p.requires_grad for p in net.parameters()] == [True, True, True, False]
+
+
+def _d_update(per_sample: bool, loss: LossConfig, augment: tuple[str, ...], unlabeled: bool
+              ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """D's loss and gradients in its first update (not its weights after Adam: where a
+    gradient is near zero, Adam's first step turns float rounding into a full-size step)."""
+    g, d, s, batch = (copy.deepcopy(m) for m in _players())
+    d.per_sample = per_sample  # False: one D call per pair, as before the joint call
+    if unlabeled:
+        torch.manual_seed(2)
+        batch.unlabeled = UnlabeledBatch(u=torch.rand(3, 3, 16, 16) * 2 - 1, u_prev=None,
+                                         z_u=torch.randn(3, 1, 16, 16),
+                                         pseudo_mask=torch.tensor([True, False, True]))
+    nets = ScaleNets(g, d, adam(g, 1e-3, (0.5, 0.999)), adam(d, 1e-3, (0.5, 0.999)), segmenter=s,
+                     opt_s=adam(s, 1e-3, (0.5, 0.999)))
+    grads: dict[str, torch.Tensor] = {}
+    nets.opt_d.register_step_pre_hook(lambda *_: grads.update({n: p.grad.clone() for n, p in d.named_parameters()}))
+    torch.manual_seed(1)  # the augmentation draws
+    logs = ScaleStep(loss, None, contextlib.nullcontext, augment=augment).run(nets, batch, use_synthetic=True)
+    return {k: v for k, v in steps.read_losses([logs]).items() if k.startswith("d")}, grads
+
+
+@pytest.mark.parametrize(("loss", "augment", "unlabeled"), [
+    (LossConfig(), (), False),
+    (LossConfig(r1=0.1), ("translation", "cutout"), False),
+    (LossConfig(adversarial="hinge"), ("translation",), True),
+])
+def test_one_d_call_for_all_pairs_gives_the_d_update_of_one_call_each(loss: LossConfig, augment: tuple[str, ...],
+                                                                      unlabeled: bool) -> None:
+    assert _players()[1].per_sample  # the tiny preset's D: instance norm, no spectral norm
+    joint_logs, joint = _d_update(True, loss, augment, unlabeled)
+    alone_logs, alone = _d_update(False, loss, augment, unlabeled)
+    assert joint_logs.keys() == alone_logs.keys() and len(joint_logs) == 1 + (loss.r1 > 0)
+    for k, v in joint_logs.items():
+        assert v == pytest.approx(alone_logs[k], rel=1e-5), k
+    assert joint.keys() == alone.keys()
+    for k, v in joint.items():
+        torch.testing.assert_close(v, alone[k], rtol=1e-4, atol=1e-6, msg=k)
