@@ -158,9 +158,8 @@ class WorkerSettings(Settings):
 
     Args:
         worker_class: ``spawn`` (a fresh process per job) or ``simple`` (in the worker process).
-        redis_wait_s: how long a worker waits for Redis to answer when it starts (it may
-            start before Redis, or while an embedded one restarts) and when it loses Redis
-            where RQ does not retry (it then starts a fresh worker); 0: one try.
+        redis_wait_s: how long a starting worker waits for Redis to answer (it may start
+            before Redis, or while an embedded one restarts); 0: one try.
     """
 
     worker_class: Literal["spawn", "simple"] = "spawn"
