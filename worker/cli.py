@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from glob import glob
 from pathlib import Path
 from typing import Any
@@ -67,28 +67,11 @@ def run_worker(args: argparse.Namespace) -> int:
     if settings.worker_class == "simple" or not hasattr(os, "posix_spawn"):
         worker_class = InlineJobWorker
     _log_device(settings)
+    worker = worker_class([Queue(n, connection=conn) for n in names], connection=conn)
     log.info("%s on queues %s (Redis %s)", worker_class.__name__, ",".join(names),
              redact_url(settings.redis_url))
-    work_until_stopped(lambda: worker_class([Queue(n, connection=conn) for n in names], connection=conn),
-                       lambda: wait_for_redis(conn, settings.redis_url, settings.redis_wait_s),
-                       burst=args.burst, logging_level=settings.log_level)
+    worker.work(burst=args.burst, logging_level=settings.log_level)
     return 0
-
-
-def work_until_stopped(make_worker: Callable[[], Any], wait: Callable[[], None], **work_kwargs: Any) -> None:
-    """Run a fresh worker from ``make_worker`` until it stops; if Redis goes away where RQ
-    does not retry by itself (its start-up registration, e.g. while an embedded valkey
-    restarts), ``wait`` for Redis and start a new worker (a new name: the lost one may
-    still be registered) instead of exiting with a traceback."""
-    from redis.exceptions import ConnectionError, TimeoutError
-
-    while True:
-        try:
-            make_worker().work(**work_kwargs)
-            return
-        except (ConnectionError, TimeoutError) as exc:
-            log.warning("lost Redis (%s); starting the worker again once it answers", exc)
-            wait()
 
 
 def wait_for_redis(conn: Any, url: str | None, wait_s: float) -> None:

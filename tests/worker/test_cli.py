@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from worker.cli import wait_for_redis, work_until_stopped
+from worker.cli import wait_for_redis
 from worker.embedded import EmbeddedRedis
 from worker.queue import connect
 from worker.settings import WorkerSettings
@@ -72,38 +72,3 @@ def test_a_wrong_password_fails_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 5
     finally:
         server.stop()
-
-
-def test_a_worker_that_loses_redis_while_starting_waits_and_starts_again() -> None:
-    """RQ does not retry its start-up registration: a fresh worker runs once Redis answers."""
-    from redis.exceptions import ConnectionError
-
-    made: list[int] = []
-    waits: list[int] = []
-
-    class Flaky:
-        def __init__(self) -> None:
-            made.append(len(made))
-            self.n = made[-1]
-
-        def work(self, **kwargs: object) -> None:
-            assert kwargs == {"burst": True}
-            if self.n < 2:
-                raise ConnectionError("Error 111 connecting to valkey.sock. Connection refused.")
-
-    work_until_stopped(Flaky, lambda: waits.append(1), burst=True)
-    assert made == [0, 1, 2] and len(waits) == 2
-
-
-def test_a_worker_gives_up_when_redis_does_not_come_back() -> None:
-    from redis.exceptions import ConnectionError
-
-    class Lost:
-        def work(self, **kwargs: object) -> None:
-            raise ConnectionError("gone")
-
-    def wait() -> None:
-        raise ValueError("cannot reach Redis at unix:///x.sock (waited 1 s)")
-
-    with pytest.raises(ValueError, match="cannot reach Redis"):
-        work_until_stopped(Lost, wait)
