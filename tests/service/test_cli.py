@@ -123,6 +123,9 @@ def test_serve_supervises_valkey_and_takes_it_along_when_killed(
         (worker,) = [c for c in psutil.Process(proc.pid).children() if "worker" in " ".join(c.cmdline())]
         password = unquote(urlsplit(worker.environ()["REDIS_URL"]).password or "")
         assert len(password) >= 32
+        # RQ does not retry its start-up registration: kill valkey once the worker listens
+        log_file = tmp_path / "serve.log"
+        _wait(lambda: "Listening on" in log_file.read_text(errors="replace"), 60, "the worker listening")
         first.kill()
         _wait(lambda: _valkey(proc) not in (None, first) and _redis_ok(url), 20, "/ready recovered")
         assert not psutil.pid_exists(first.pid) or first.status() != psutil.STATUS_ZOMBIE
