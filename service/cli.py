@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -111,11 +110,11 @@ def _serve_settings(settings: ServiceSettings, args: argparse.Namespace) -> Serv
 
 
 def _start_embedded(stack: ExitStack, settings: ServiceSettings, workers: int) -> ServiceSettings:
-    """Embedded valkey under ``data_root/redis`` (supervised) and ``workers`` worker processes.
+    """Embedded valkey under ``data_root/redis`` and ``workers`` worker processes, all supervised.
 
     The password of this start reaches the API and the workers in ``redis_url`` only.
     """
-    from worker.embedded import RedisSupervisor, start_redis, start_worker_process
+    from worker.embedded import RedisSupervisor, WorkerSupervisor, start_redis
     from worker.storage import EMBEDDED_REDIS_FOLDER
 
     redis = start_redis(settings.data_root / EMBEDDED_REDIS_FOLDER)
@@ -123,26 +122,12 @@ def _start_embedded(stack: ExitStack, settings: ServiceSettings, workers: int) -
     settings = settings.model_copy(update={"redis_url": redis.url})
     log.info("embedded Redis (valkey) on %s with a generated password, data in %s",
              redis.socket_path, redis.data_dir)
-    for _ in range(max(0, workers)):
-        proc = start_worker_process(list(JOB_QUEUES), settings, die_with_parent=True)
-        stack.callback(_stop_process, proc)
-        log.info("worker process %d on queues %s", proc.pid, ",".join(JOB_QUEUES))
+    if workers > 0:
+        supervisor = WorkerSupervisor(list(JOB_QUEUES), settings, workers).start()
+        stack.callback(supervisor.stop)
+        for proc in supervisor.processes:
+            log.info("worker process %d on queues %s", proc.pid, ",".join(JOB_QUEUES))
     return settings
-
-
-def _stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    """SIGTERM (RQ's warm shutdown), SIGKILL after ``timeout_s``.
-
-    A job killed this way is retried later and resumes (training from its checkpoint).
-    """
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

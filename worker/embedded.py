@@ -10,7 +10,9 @@ SIGTERM without waiting for a final save that cannot succeed (``shutdown-on-sigt
 force``). :class:`RedisSupervisor` restarts it when it dies.
 
 ``start_worker_process`` runs ``python -m worker.cli worker`` (the same code as
-``histosynth worker``) with the settings passed through the environment.
+``histosynth worker``) with the settings passed through the environment;
+:class:`WorkerSupervisor` keeps a number of them running (a worker that loses Redis while
+RQ registers it exits, and is started again).
 """
 
 from __future__ import annotations
@@ -294,3 +296,87 @@ def start_worker_process(
     finally:
         if out:
             out.close()
+
+
+class WorkerSupervisor:
+    """Keep ``count`` worker processes running, from a daemon thread; ``stop()`` ends them.
+
+    A worker that exits while no stop was asked for (a crash, or Redis lost during RQ's
+    start-up registration, which RQ does not retry) is started again, after a pause that
+    doubles, up to ``max_pause_s``, while workers keep dying within ``quick_exit_s`` of
+    their start. The workers get SIGTERM when this process dies (``die_with_parent``).
+
+    Args:
+        queues: the queues every worker serves.
+        settings: passed to the workers (must have ``redis_url``).
+        count: how many workers.
+        interval_s: how often to look.
+        on_restart: called with each new process (for logs and tests).
+    """
+
+    def __init__(
+        self, queues: list[str] | tuple[str, ...], settings: Settings, count: int, *,
+        interval_s: float = 0.5, quick_exit_s: float = 10.0, max_pause_s: float = 30.0,
+        on_restart: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    ) -> None:
+        self.queues, self.settings, self.count = list(queues), settings, count
+        self.interval_s, self.quick_exit_s, self.max_pause_s = interval_s, quick_exit_s, max_pause_s
+        self.on_restart = on_restart
+        self.restarts = 0
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._started: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="worker-supervisor", daemon=True)
+
+    def start(self) -> WorkerSupervisor:
+        for _ in range(self.count):
+            self.processes.append(self._spawn())
+            self._started.append(time.monotonic())
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop restarting, then SIGTERM every worker (RQ's warm shutdown) and SIGKILL the
+        ones still running after ``timeout_s``; a job killed so is retried later."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout_s
+        for proc in self.processes:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout_s)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return start_worker_process(self.queues, self.settings, die_with_parent=True)
+
+    def _loop(self) -> None:
+        # Restarted workers are children of this thread (PR_SET_PDEATHSIG), which lives
+        # until stop().
+        pause = self.interval_s
+        while not self._stop.wait(self.interval_s):
+            for i, proc in enumerate(self.processes):
+                if proc.poll() is None or self._stop.is_set():
+                    continue
+                ran_s = time.monotonic() - self._started[i]
+                pause = min(self.max_pause_s, pause * 2) if ran_s < self.quick_exit_s else self.interval_s
+                log.warning("worker process %d exited (code %s) after %.0f s; starting another in %.1f s",
+                            proc.pid, proc.returncode, ran_s, pause)
+                if self._stop.wait(pause):
+                    return
+                try:
+                    self.processes[i] = self._spawn()
+                except OSError as exc:
+                    log.error("could not start a worker process: %s", exc)
+                    continue
+                self._started[i] = time.monotonic()
+                self.restarts += 1
+                log.info("worker process %d started (%d restart(s) so far)", self.processes[i].pid,
+                         self.restarts)
+                if self.on_restart is not None:
+                    self.on_restart(self.processes[i])

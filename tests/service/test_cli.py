@@ -111,36 +111,50 @@ def _redis_ok(url: str) -> bool:
         return False
 
 
-def test_serve_supervises_valkey_and_takes_it_along_when_killed(
+def _workers(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The server's running worker children (not the dead ones it has yet to reap)."""
+    found = []
+    for child in psutil.Process(proc.pid).children():
+        try:
+            if "worker" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # a zombie, or gone
+            pass
+    return found
+
+
+def test_serve_supervises_valkey_and_worker_and_takes_them_along_when_killed(
     tmp_path: Path, tiny_model_path: Path, synthetic_dataset_dir: Path
 ) -> None:
-    """valkey killed: restarted, /ready recovers, jobs run. serve killed -9: valkey and
-    worker exit."""
+    """valkey killed: restarted, /ready recovers. The worker killed: another one starts and
+    runs jobs. serve killed -9: valkey and worker exit."""
     shutil.copytree(synthetic_dataset_dir, tmp_path / "data" / "datasets" / "synth")
     with _serving(tmp_path, tiny_model_path) as (proc, url):
         first = _valkey(proc)
         assert first is not None
-        (worker,) = [c for c in psutil.Process(proc.pid).children() if "worker" in " ".join(c.cmdline())]
+        (worker,) = _workers(proc)
         password = unquote(urlsplit(worker.environ()["REDIS_URL"]).password or "")
         assert len(password) >= 32
-        # RQ does not retry its start-up registration: kill valkey once the worker listens
-        log_file = tmp_path / "serve.log"
-        _wait(lambda: "Listening on" in log_file.read_text(errors="replace"), 60, "the worker listening")
+        # at once: the worker may still be registering, which RQ does not retry (it exits
+        # then, and serve starts another)
         first.kill()
         _wait(lambda: _valkey(proc) not in (None, first) and _redis_ok(url), 20, "/ready recovered")
         assert not psutil.pid_exists(first.pid) or first.status() != psutil.STATUS_ZOMBIE
+        _wait(lambda: len(_workers(proc)) == 1, 30, "one worker")
+        _workers(proc)[0].kill()
+        _wait(lambda: len(_workers(proc)) == 1 and _workers(proc)[0].pid != worker.pid, 30, "a new worker")
         job = httpx.post(url + "/jobs/augment", json={"source": "datasets/synth", "output": "out"})
         assert job.status_code == 202, job.text
         status = lambda: httpx.get(f"{url}/jobs/{job.json()['id']}").json()["status"]  # noqa: E731
-        _wait(lambda: status() == "finished", 120, "the worker ran a job after the restart")
-        second = _valkey(proc)
+        _wait(lambda: status() == "finished", 120, "the new worker ran a job")
+        second, (last,) = _valkey(proc), _workers(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         assert second is not None
-        gone, alive = psutil.wait_procs([second, worker], timeout=10)
+        gone, alive = psutil.wait_procs([second, last], timeout=10)
         assert not alive, [p.cmdline() for p in alive]
     log = (tmp_path / "serve.log").read_text(errors="replace")
-    assert "restarting" in log and password not in log
+    assert "restarting" in log and "starting another" in log and password not in log
     assert password not in (tmp_path / "data" / "redis" / "valkey.log").read_text()
 
 

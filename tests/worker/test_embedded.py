@@ -1,9 +1,11 @@
-"""The embedded valkey: password, private unix socket, supervision, shutdown without its folder."""
+"""The embedded valkey: password, private unix socket, supervision, shutdown without its folder;
+supervised worker processes."""
 
 from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,10 @@ import psutil
 import pytest
 from redis import Redis
 from redis.exceptions import AuthenticationError, ResponseError
-from rq import Queue
+from rq import Queue, Worker
 
-from worker.embedded import RedisSupervisor, start_redis, valkey_binary
+from worker.embedded import RedisSupervisor, WorkerSupervisor, start_redis, valkey_binary
+from worker.settings import Settings
 
 
 def test_embedded_redis_starts_answers_and_stops(tmp_path: Path) -> None:
@@ -108,3 +111,55 @@ def test_work_horse_command_line_holds_no_password(rq_worker: Any, redis_url: st
     assert job.get_status(refresh=True).value == "finished", worker.log()[-2000:]
     assert seen and any("worker_class" in s or "-c" in s for s in seen)
     assert not [s for s in seen if password in s]
+
+
+def _until(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout_s} s"
+        time.sleep(0.1)
+
+
+def test_worker_supervisor_replaces_a_dead_worker_and_stops_them_all(redis_url: str, tmp_path: Path) -> None:
+    conn = Redis.from_url(redis_url)
+    conn.flushdb()
+    settings = Settings(_env_file=None, redis_url=redis_url, data_root=tmp_path / "data")
+    started: list[subprocess.Popen[bytes]] = []
+    supervisor = WorkerSupervisor(["augment"], settings, 2, interval_s=0.1, on_restart=started.append).start()
+    try:
+        first = list(supervisor.processes)
+        _until(lambda: len(Worker.all(connection=conn)) == 2, 60, "two workers registered")
+        first[0].kill()
+        _until(lambda: bool(started), 15, "a new worker started")
+        assert supervisor.processes == [started[0], first[1]] and supervisor.restarts == 1
+        pids = lambda: {w.pid for w in Worker.all(connection=conn)}  # noqa: E731
+        _until(lambda: started[0].pid in pids(), 60, "the new worker registered")
+        first[1].kill()  # the new one has to run the job
+        blocked = lambda: sum("b" in c["flags"] for c in conn.client_list())  # noqa: E731
+        _until(lambda: blocked() == 1, 15, "valkey saw the killed worker's blocking pop end")
+        job = Queue("augment", connection=conn).enqueue("time.sleep", 0)
+        _until(lambda: job.get_status(refresh=True).value == "finished", 60, "a job ran")
+    finally:
+        supervisor.stop()
+    assert all(p.poll() is not None for p in [*supervisor.processes, *started])
+    assert first[0].returncode == -signal.SIGKILL
+
+
+def test_worker_supervisor_backs_off_and_stops_during_its_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers that cannot reach Redis exit at once: restarted after growing pauses, and a
+    stop does not wait for the pause to end."""
+    monkeypatch.setenv("HISTOSYNTH_REDIS_WAIT_S", "0")
+    url = f"unix://{tmp_path / 'nothing.sock'}"
+    settings = Settings(_env_file=None, redis_url=url, data_root=tmp_path / "data")
+    supervisor = WorkerSupervisor(["augment"], settings, 1, interval_s=0.05, max_pause_s=60).start()
+    first = supervisor.processes[0]
+    _until(lambda: supervisor.restarts >= 1, 30, "a restart")
+    assert first.returncode not in (None, 0)
+    _until(lambda: supervisor.processes[0].poll() is not None, 30, "the second worker exited")
+    time.sleep(0.5)  # now in a pause of 0.2 s, then 0.4 s, ...: well short of the next start
+    t0 = time.monotonic()
+    supervisor.stop()
+    assert time.monotonic() - t0 < 5
+    assert supervisor.restarts <= 3
