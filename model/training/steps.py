@@ -162,14 +162,12 @@ class ScaleStep:
             if self.loss.r1 > 0:
                 real = real.detach().requires_grad_(True)
             # (image, mask, judged real); each pair augmented with its own draw, in this order
-            pairs = [(real, real_mask, True), (*diff_augment([fake.detach(), g.y], self.augment), False)]
+            pairs = [(real, real_mask, True), self._pair(fake.detach(), g.y, False)]
             if s_logits is not None:
-                s_pair = F.softmax(s_logits.detach().float(), 1)
-                pairs.append((*diff_augment([g.x, s_pair], self.augment), False))
+                pairs.append(self._pair(g.x, F.softmax(s_logits.detach().float(), 1), False))
             if u_logits is not None and u is not None:
                 pairs += self._pseudo_pairs(u, u_logits)
-                u_pair = F.softmax(u_logits.detach().float(), 1)
-                pairs.append((*diff_augment([u.u, u_pair], self.augment), False))
+                pairs.append(self._pair(u.u, F.softmax(u_logits.detach().float(), 1), False))
             if self.loss.r1 > 0:  # R1 differentiates the real pair's output twice: not the joint batch's
                 outs = self._judge(nets, pairs[:1]) + self._judge(nets, pairs[1:])
             else:
@@ -206,7 +204,12 @@ class ScaleStep:
             return []
         k = u_logits.shape[1]
         pseudo = one_hot(u_logits.detach().argmax(1), k)[u.pseudo_mask]
-        return [(*diff_augment([u.u[u.pseudo_mask], pseudo], self.augment), True)]
+        return [self._pair(u.u[u.pseudo_mask], pseudo, True)]
+
+    def _pair(self, image: Tensor, mask: Tensor, real: bool) -> tuple[Tensor, Tensor, bool]:
+        """An (image, mask) pair for D with its own DiffAugment draw, and whether it counts as real."""
+        image, mask = diff_augment([image, mask], self.augment)
+        return image, mask, real
 
     def _generator_step(self, nets: ScaleNets, g: GeneratorBatch, fake: Tensor) -> Losses:
         w = self.loss
