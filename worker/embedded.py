@@ -310,7 +310,9 @@ class WorkerSupervisor:
         queues: the queues every worker serves.
         settings: passed to the workers (must have ``redis_url``).
         count: how many workers.
-        interval_s: how often to look.
+        interval_s: how often to look, and the first pause.
+        quick_exit_s: a worker that exits sooner after its start doubles the pause.
+        max_pause_s: the longest pause.
         on_restart: called with each new process (for logs and tests).
     """
 
@@ -369,12 +371,12 @@ class WorkerSupervisor:
                             proc.pid, proc.returncode, ran_s, pause)
                 if self._stop.wait(pause):
                     return
+                self._started[i] = time.monotonic()  # a start that fails counts as a quick exit
                 try:
                     self.processes[i] = self._spawn()
                 except OSError as exc:
                     log.error("could not start a worker process: %s", exc)
                     continue
-                self._started[i] = time.monotonic()
                 self.restarts += 1
                 log.info("worker process %d started (%d restart(s) so far)", self.processes[i].pid,
                          self.restarts)

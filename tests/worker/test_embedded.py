@@ -148,18 +148,19 @@ def test_worker_supervisor_replaces_a_dead_worker_and_stops_them_all(redis_url: 
 def test_worker_supervisor_backs_off_and_stops_during_its_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Workers that cannot reach Redis exit at once: restarted after growing pauses, and a
-    stop does not wait for the pause to end."""
+    """Workers that cannot reach Redis exit at once: the pause before the next start doubles
+    (2 s, then 4 s), and a stop does not wait for the pause to end."""
     monkeypatch.setenv("HISTOSYNTH_REDIS_WAIT_S", "0")
     url = f"unix://{tmp_path / 'nothing.sock'}"
     settings = Settings(_env_file=None, redis_url=url, data_root=tmp_path / "data")
-    supervisor = WorkerSupervisor(["augment"], settings, 1, interval_s=0.05, max_pause_s=60).start()
+    supervisor = WorkerSupervisor(["augment"], settings, 1, interval_s=1.0, max_pause_s=60).start()
     first = supervisor.processes[0]
-    _until(lambda: supervisor.restarts >= 1, 30, "a restart")
+    _until(lambda: supervisor.restarts == 1, 30, "a restart")
     assert first.returncode not in (None, 0)
     _until(lambda: supervisor.processes[0].poll() is not None, 30, "the second worker exited")
-    time.sleep(0.5)  # now in a pause of 0.2 s, then 0.4 s, ...: well short of the next start
+    time.sleep(3.0)  # past a pause of 2 s again, inside the doubled one of 4 s
+    assert supervisor.restarts == 1
     t0 = time.monotonic()
     supervisor.stop()
-    assert time.monotonic() - t0 < 5
-    assert supervisor.restarts <= 3
+    assert time.monotonic() - t0 < 0.5  # at least 0.9 s of the 4 s pause was left
+    assert supervisor.restarts == 1
