@@ -47,7 +47,7 @@ class ConvBlock(nn.Sequential):
             nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, padding_mode=pad_mode,
                       bias=norm == "none"),
             make_norm(norm, out_ch),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),  # neither the norm's nor the conv's backward reads its output
         )
 
 

@@ -61,7 +61,7 @@ class PatchDiscriminator(nn.Module):
 
 def _layer(in_ch: int, out_ch: int, stride: int, norm: Norm, weight_norm: WeightNorm) -> nn.Sequential:
     conv = nn.Conv2d(in_ch, out_ch, KERNEL, stride=stride, padding=PAD, bias=norm != "batch")
-    return nn.Sequential(_weight_norm(conv, weight_norm), make_norm(norm, out_ch), nn.LeakyReLU(0.2))
+    return nn.Sequential(_weight_norm(conv, weight_norm), make_norm(norm, out_ch), nn.LeakyReLU(0.2, inplace=True))
 
 
 class Blur(nn.Module):

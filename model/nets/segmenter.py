@@ -25,7 +25,7 @@ class DenseLayer(nn.Sequential):
     def __init__(self, in_ch: int, growth: int, dropout: float) -> None:
         super().__init__(
             nn.BatchNorm2d(in_ch),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # BatchNorm's backward reads its input, not its output
             nn.Conv2d(in_ch, growth, 3, padding=1),
             nn.Dropout2d(dropout),
         )
@@ -121,7 +121,7 @@ class TransitionDown(nn.Sequential):
     def __init__(self, ch: int, dropout: float) -> None:
         super().__init__(
             nn.BatchNorm2d(ch),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(ch, ch, 1),
             nn.Dropout2d(dropout),
             nn.MaxPool2d(2),

@@ -26,9 +26,9 @@ from model.training.steps import (
 from model.training.train import adam
 
 
-def _players() -> tuple[nn.Module, nn.Module, nn.Module, ScaleBatch]:
+def _players(**model: object) -> tuple[nn.Module, nn.Module, nn.Module, ScaleBatch]:
     torch.manual_seed(0)
-    cfg = replace(PRESETS["tiny"].model, num_classes=3)
+    cfg = replace(PRESETS["tiny"].model, num_classes=3, **model)
     g, d, s = (PyramidGenerator(cfg).scales[2], PyramidDiscriminator(cfg).scales[2],
                PyramidSegmenter(cfg).scales[2])
     labels = torch.randint(0, 3, (2, 16, 16))
@@ -40,8 +40,15 @@ def _players() -> tuple[nn.Module, nn.Module, nn.Module, ScaleBatch]:
     return g, d, s, ScaleBatch(gen, seg)
 
 
-def _run(step_count: int, freeze: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, torch.Tensor]]:
-    g, d, s, batch = (copy.deepcopy(m) for m in _players())
+def _run(step_count: int, freeze: bool, monkeypatch: pytest.MonkeyPatch, inplace: bool = True,
+         **model: object) -> dict[str, dict[str, torch.Tensor]]:
+    g, d, s, batch = (copy.deepcopy(m) for m in _players(**model))
+    if not inplace:  # the code before: every activation wrote a new tensor
+        for m in (g, d, s):
+            for act in m.modules():
+                if isinstance(act, nn.ReLU | nn.LeakyReLU):
+                    assert act.inplace
+                    act.inplace = False
     nets = ScaleNets(g, d, adam(g, 1e-3, (0.5, 0.999)), adam(d, 1e-3, (0.5, 0.999)), segmenter=s,
                      opt_s=adam(s, 1e-3, (0.5, 0.999)))
     if not freeze:  # the code before: D's weight gradients computed in the G and S updates too
@@ -63,6 +70,20 @@ def test_freezing_d_in_the_g_and_s_updates_changes_no_weight(monkeypatch: pytest
             assert torch.equal(value, without[name][key]), f"{name}.{key}"
     d0 = _players()[1].state_dict()
     assert any(not torch.equal(v, d0[k]) for k, v in with_freeze["D"].items())  # D did learn
+
+
+@pytest.mark.parametrize("model", [{}, {"generator": {"norm": "none", "mask_input": "concat"},
+                                          "discriminator": {"weight_norm": "spectral", "norm": "instance"}}],
+                         ids=["tiny", "realistic-nets"])
+def test_activations_in_place_change_no_weight(model: dict[str, dict[str, str]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    base = PRESETS["tiny"].model
+    fields = {k: replace(getattr(base, k), **v) for k, v in model.items()}
+    in_place = _run(2, True, monkeypatch, **fields)
+    copied = _run(2, True, monkeypatch, inplace=False, **fields)
+    for name, state in in_place.items():
+        for key, value in state.items():
+            assert torch.equal(value, copied[name][key]), f"{name}.{key}"
 
 
 def test_d_keeps_only_its_own_gradients() -> None:
